@@ -1,0 +1,43 @@
+# `make help` lists the targets. Everything runs inside .venv, which `make install` creates.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test train demo tensorboard lint format clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(BIN)/.installed ## create .venv and install the project with its dev tools (idempotent)
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+test: install ## run the test suite: tiny synthetic data, fast_dev_run, CPU (about 5 minutes)
+	$(BIN)/python -m pytest
+
+train: install ## train with Hydra overrides, e.g. make train ARGS="stage=supervised backbone=resnet18"
+	$(BIN)/python train.py $(ARGS)
+
+demo: install ## supervised stage on synthetic STL-10 on CPU (a few minutes), then print the dashboard
+	$(BIN)/python train.py experiment=demo $(ARGS)
+
+tensorboard: install ## serve the dashboard of every run under outputs/
+	$(BIN)/tensorboard --logdir outputs
+
+lint: install ## ruff: lint and check formatting
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## ruff: fix imports and format the code
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean: ## remove run outputs, generated data and caches (keeps .venv)
+	rm -rf outputs/*/ data/synthetic .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,3 @@
+from stl10_lightning.data.datamodule import STL10DataModule
+
+__all__ = ["STL10DataModule"]

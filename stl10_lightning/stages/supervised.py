@@ -1,0 +1,102 @@
+"""SupervisedResNet: a backbone and a linear head trained from scratch with cross-entropy."""
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from stl10_lightning.data.transforms import classification_train_transform, eval_transform
+from stl10_lightning.errors import UserError
+from stl10_lightning.stages.classification_metrics import (
+    classification_metrics,
+    log_classification,
+    log_confusion_matrix,
+)
+from stl10_lightning.stages.optim import build_optimizer, warmup_cosine
+
+
+class SupervisedResNet(pl.LightningModule):
+    """Classifier on the labeled train split; val selects the checkpoint, test is evaluated once.
+
+    `backbone` and `optimizer` are `_target_` dicts, so the checkpoint's hyperparameters are plain data
+    that describe the model fully and load with `weights_only=True`.
+
+    A model trained with label smoothing epsilon never exceeds softmax confidence 1 - epsilon + epsilon/10
+    (0.91 at 0.1), so it cannot be a 0.99-threshold pseudo-label teacher: smoothing stays off by default.
+    """
+
+    def __init__(
+        self,
+        backbone: dict,
+        optimizer: dict,
+        num_classes: int = 10,
+        image_size: int = 96,
+        schedule: str = "cosine",
+        warmup_epochs: float = 5,
+        label_smoothing: float = 0.0,
+        augment: dict | None = None,
+    ):
+        super().__init__()
+        if schedule not in ("cosine", "constant"):
+            raise UserError(f"model.schedule={schedule!r}; choose cosine or constant")
+        self.save_hyperparameters(logger=False)  # train.py logs the whole config with the final metrics
+        self.backbone = instantiate(backbone)
+        self.head = nn.Linear(self.backbone.feature_dim, num_classes)
+        self.train_transform = classification_train_transform(image_size, **(augment or {}))
+        self.eval_transform = eval_transform(image_size)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_metrics = classification_metrics(num_classes)
+        self.test_metrics = classification_metrics(num_classes)
+        self.test_confusion = MulticlassConfusionMatrix(num_classes, normalize="true")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
+        transform = self.train_transform if self.trainer.training else self.eval_transform
+        return transform(images), labels
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = self.criterion(logits, labels)
+        self.train_acc(logits, labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch, metrics: MetricCollection, prefix: str) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        metrics.update(logits, labels)
+        self.log(f"{prefix}/loss", F.cross_entropy(logits, labels), on_epoch=True)
+        return logits
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        log_classification(self, self.val_metrics, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        logits = self._evaluate(batch, self.test_metrics, "test")
+        self.test_confusion.update(logits, batch[1])
+
+    def on_test_epoch_end(self) -> None:
+        log_classification(self, self.test_metrics, "test")
+        log_confusion_matrix(self, self.test_confusion, "test/confusion_matrix")
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.hparams.optimizer, self)
+        if self.hparams.schedule == "constant":
+            return optimizer
+        total_steps = self.trainer.estimated_stepping_batches
+        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
+        warmup_steps = int(total_steps * self.hparams.warmup_epochs / epochs)
+        scheduler = warmup_cosine(optimizer, min(warmup_steps, total_steps - 1), total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

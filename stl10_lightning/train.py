@@ -1,0 +1,82 @@
+"""Hydra entry point: compose, seed, instantiate, fit, test on the best checkpoint, write results.
+
+`python train.py stage=supervised backbone=resnet18 ...`, or the `stl10-train` console script.
+"""
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from stl10_lightning import atomic
+from stl10_lightning.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+log = logging.getLogger(__name__)
+# By design the stage, not the data module, transforms batches on the device; Lightning warns about it.
+warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+
+
+def _instantiate_all(group: DictConfig | None) -> list:
+    """Instantiate every entry of a callbacks/logger group; `null` entries switch one off."""
+    return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
+
+
+def _final_metrics(results: list[dict]) -> dict[str, float]:
+    return {name: float(value) for result in results for name, value in result.items()}
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one stage as `cfg` describes and return its final val and test metrics."""
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
+        raise UserError(f"ckpt_path={cfg.ckpt_path} does not exist; give the path of a .ckpt file to resume")
+    if cfg.seed is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=_instantiate_all(cfg.callbacks), logger=_instantiate_all(cfg.logger) or False
+    )
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+
+    # The monitored checkpoint; fast_dev_run saves none, so the weights in memory are evaluated then.
+    best = next((c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor), "") or None
+    metrics = _final_metrics(
+        trainer.validate(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
+        + trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
+    )
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):  # the HPARAMS tab, with real metrics
+            hparams = OmegaConf.to_container(cfg, resolve=True)
+            logger.log_hyperparams(
+                hparams, {f"hparams/{k}": v for k, v in metrics.items() if "class_f1" not in k}
+            )
+    result = {"stage": cfg.stage.name, "best_checkpoint": best, "epochs": trainer.current_epoch, **metrics}
+    atomic.write_json(run_dir / "metrics.json", result)  # last: its presence marks a finished run
+    log.info("metrics: %s", {k: round(v, 4) for k, v in metrics.items() if "class_f1" not in k})
+    log.info("run folder: %s", run_dir)
+    log.info("dashboard: tensorboard --logdir %s", run_dir)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> None:
+    try:
+        train(cfg)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

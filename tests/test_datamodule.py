@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import torch
+
+from stl10_lightning.data import STL10DataModule, synthetic
+from stl10_lightning.errors import UserError
+from tests.conftest import SYNTHETIC
+
+
+def datamodule(root, **kwargs) -> STL10DataModule:
+    dm = STL10DataModule(root=str(root), num_workers=0, batch_size=32, **{"val_size": 100, **kwargs})
+    dm.setup("fit")
+    return dm
+
+
+def test_split_sizes_disjoint_and_stratified(synthetic_root):
+    dm = datamodule(synthetic_root)
+    train, val, test = (dm.splits[name] for name in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (SYNTHETIC["train"] - 100, 100, SYNTHETIC["test"])
+    assert not set(train.indices) & set(val.indices)
+    assert sorted([*train.indices, *val.indices]) == list(range(SYNTHETIC["train"]))
+    assert np.bincount(val.labels.numpy(), minlength=10).tolist() == [10] * 10
+
+
+def test_splits_are_seeded(synthetic_root):
+    same = datamodule(synthetic_root, seed=1), datamodule(synthetic_root, seed=1)
+    other = datamodule(synthetic_root, seed=2)
+    assert np.array_equal(same[0].splits["val"].indices, same[1].splits["val"].indices)
+    assert not np.array_equal(same[0].splits["val"].indices, other.splits["val"].indices)
+
+
+def test_batches_leave_the_loader_as_uint8(synthetic_root):
+    dm = datamodule(synthetic_root)
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.dtype == torch.uint8 and images.shape == (32, 3, 96, 96)
+    assert labels.dtype == torch.int64 and labels.min() >= 0 and labels.max() <= 9
+    assert len(dm.test_dataloader().dataset) == SYNTHETIC["test"]
+
+
+def test_official_fold_is_the_labeled_pool(synthetic_root):
+    dm = datamodule(synthetic_root, fold=3, val_size=20)
+    fold = np.loadtxt(synthetic_root / "stl10_binary/fold_indices.txt", dtype=int)[3]
+    assert sorted([*dm.splits["train"].indices, *dm.splits["val"].indices]) == sorted(fold)
+
+
+@pytest.mark.parametrize("val_size", [0, SYNTHETIC["train"], 5000])
+def test_val_size_must_leave_training_images(synthetic_root, val_size):
+    with pytest.raises(UserError, match=rf"data.val_size={val_size} must be between 1 and"):
+        datamodule(synthetic_root, val_size=val_size)
+
+
+def test_unlabeled_subset_is_seeded_and_bounded(synthetic_root):
+    subset = datamodule(synthetic_root, unlabeled_count=50).unlabeled_set()
+    assert len(subset) == 50 and len(set(subset.indices)) == 50
+    assert np.array_equal(
+        subset.indices, datamodule(synthetic_root, unlabeled_count=50).unlabeled_set().indices
+    )
+    assert next(iter(datamodule(synthetic_root, unlabeled_count=50).unlabeled_dataloader())).shape[1:] == (
+        3,
+        96,
+        96,
+    )
+    with pytest.raises(
+        UserError, match=rf"asked for 5000 unlabeled images but the dataset has {SYNTHETIC['unlabeled']}"
+    ):
+        datamodule(synthetic_root, unlabeled_count=5000).unlabeled_set()
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def test_unlabeled_images_are_memory_mapped_not_read(tmp_path):
+    synthetic.generate(tmp_path, train=100, test=10, unlabeled=6000)  # a 166 MB unlabeled file
+    before = rss_bytes()
+    dm = datamodule(tmp_path, val_size=10)
+    batch = next(iter(dm.unlabeled_dataloader()))
+    grown = rss_bytes() - before
+    assert batch.shape == (32, 3, 96, 96)
+    assert grown < 20e6, f"RSS grew by {grown / 1e6:.0f} MB for a 166 MB file"
