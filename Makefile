@@ -18,7 +18,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-test: install ## run the test suite: tiny synthetic data, fast_dev_run, CPU (about 5 minutes)
+test: install ## run the test suite: tiny synthetic data, fast_dev_run and short CPU runs (about a minute)
 	$(BIN)/python -m pytest
 
 train: install ## train with Hydra overrides, e.g. make train ARGS="stage=supervised backbone=resnet18"

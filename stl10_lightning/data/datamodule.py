@@ -78,7 +78,9 @@ class STL10DataModule(pl.LightningDataModule):
         return self.splits["unlabeled"]
 
     def _loader(self, dataset: MemmapImages, train: bool) -> DataLoader:
-        batch_size = self.hparams.batch_size if train else self.hparams.eval_batch_size or self.hparams.batch_size
+        batch_size = (
+            self.hparams.batch_size if train else self.hparams.eval_batch_size or self.hparams.batch_size
+        )
         workers = self.hparams.num_workers
         pin = torch.cuda.is_available() if self.hparams.pin_memory is None else self.hparams.pin_memory
         return DataLoader(

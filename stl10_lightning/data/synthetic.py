@@ -7,6 +7,7 @@ pixel noise. A small CNN learns them well above chance, but not perfectly in one
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -83,7 +84,9 @@ def _balanced_labels(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.arange(n) % NUM_CLASSES)
 
 
-def generate(root: str | Path, train: int = 500, test: int = 500, unlabeled: int = 1000, seed: int = 0) -> Path:
+def generate(
+    root: str | Path, train: int = 500, test: int = 500, unlabeled: int = 1000, seed: int = 0
+) -> Path:
     """Write `root/stl10_binary/` and return it. Unlabeled images are drawn from the same ten classes."""
     rng = np.random.default_rng(seed)
     folder = Path(root) / FOLDER
@@ -116,10 +119,8 @@ def ensure(root: str | Path, train: int, test: int, unlabeled: int, seed: int = 
         staging = root / f".{FOLDER}.{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         built = generate(staging, train, test, unlabeled, seed)
-        try:
+        with contextlib.suppress(OSError):  # another process finished first; its folder is checked below
             built.rename(folder)
-        except OSError:  # another process finished first; its folder is checked below
-            pass
         shutil.rmtree(staging, ignore_errors=True)
     manifest = folder / MANIFEST_FILE
     if not manifest.exists():
@@ -133,7 +134,9 @@ def ensure(root: str | Path, train: int, test: int, unlabeled: int, seed: int = 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("out", help="folder that will contain stl10_binary/ (use it as data.root)")
     parser.add_argument("--train", type=int, default=500)
     parser.add_argument("--test", type=int, default=500)
