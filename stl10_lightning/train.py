@@ -12,6 +12,7 @@ import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.core.saving import save_hparams_to_yaml
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from stl10_lightning import atomic
@@ -30,6 +31,16 @@ def _instantiate_all(group: DictConfig | None) -> list:
 
 def _final_metrics(results: list[dict]) -> dict[str, float]:
     return {name: float(value) for result in results for name, value in result.items()}
+
+
+def _log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
+    """TensorBoard's HPARAMS tab: the whole config beside the final metrics, not a placeholder."""
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    summary = {f"hparams/{name}": value for name, value in metrics.items() if "class_f1" not in name}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(hparams, summary)
+            save_hparams_to_yaml(Path(logger.log_dir) / "hparams.yaml", hparams)  # Lightning left it empty
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -55,12 +66,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.validate(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
         + trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
     )
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):  # the HPARAMS tab, with real metrics
-            hparams = OmegaConf.to_container(cfg, resolve=True)
-            logger.log_hyperparams(
-                hparams, {f"hparams/{k}": v for k, v in metrics.items() if "class_f1" not in k}
-            )
+    _log_hparams(trainer, cfg, metrics)
     result = {"stage": cfg.stage.name, "best_checkpoint": best, "epochs": trainer.current_epoch, **metrics}
     atomic.write_json(run_dir / "metrics.json", result)  # last: its presence marks a finished run
     log.info("metrics: %s", {k: round(v, 4) for k, v in metrics.items() if "class_f1" not in k})

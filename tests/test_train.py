@@ -7,10 +7,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from stl10_lightning.train import train
 
+STAGES = ["supervised"]
 
+
+@pytest.mark.parametrize("stage", STAGES)
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-def test_fast_dev_run_every_stage(make_cfg, precision):
-    metrics = train(make_cfg("debug=fast_dev_run", f"trainer.precision={precision}"))
+def test_fast_dev_run_every_stage(make_cfg, stage, precision):
+    metrics = train(make_cfg(f"stage={stage}", "debug=fast_dev_run", f"trainer.precision={precision}"))
     assert {"val/acc", "val/f1", "test/acc", "test/f1"} <= metrics.keys()
 
 
@@ -67,6 +70,7 @@ def test_tensorboard_has_slash_metrics_hparams_and_confusion_matrix(finished_run
     assert "test/confusion_matrix" in events.Tags()["images"]
     hparams = events.PluginTagToContent("hparams")
     assert "_hparams_/session_start_info" in hparams
+    assert "optimizer:" in (run_dir / "tensorboard" / "hparams.yaml").read_text()
 
 
 def test_checkpoints_load_with_weights_only_and_describe_the_model(finished_run):

@@ -13,8 +13,8 @@ def build_optimizer(config: dict, module: nn.Module) -> Optimizer:
     """
     params = [p for p in module.parameters() if p.requires_grad]
     groups = [
-        {"params": [p for p in params if p.ndim > 1]},
-        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        {"params": [p for p in params if p.ndim > 1], "name": "weights"},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "name": "no_decay"},
     ]
     return instantiate({**config, "_partial_": True})(groups)
 
