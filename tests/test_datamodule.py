@@ -1,3 +1,5 @@
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -79,3 +81,18 @@ def test_unlabeled_images_are_memory_mapped_not_read(tmp_path):
     grown = rss_bytes() - before
     assert batch.shape == (32, 3, 96, 96)
     assert grown < 20e6, f"RSS grew by {grown / 1e6:.0f} MB for a 166 MB file"
+
+
+def test_dataset_pickles_without_its_images(synthetic_root):
+    """Spawned DataLoader workers get the path, not a copy of the memory-mapped file."""
+    dataset = datamodule(synthetic_root).splits["test"]
+    dataset[0]  # opens the memory map in this process
+    assert len(pickle.dumps(dataset)) < 20_000
+    clone = pickle.loads(pickle.dumps(dataset))
+    assert torch.equal(clone[5][0], dataset[5][0])
+
+
+def test_loader_with_worker_processes(synthetic_root):
+    dm = STL10DataModule(root=str(synthetic_root), val_size=100, batch_size=50, num_workers=2)
+    dm.setup("fit")
+    assert sum(len(labels) for _, labels in dm.val_dataloader()) == 100

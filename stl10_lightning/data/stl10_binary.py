@@ -29,10 +29,7 @@ ARCHIVE_MD5 = "91f7769df0f17e558f3565bffb0c7dfb"
 
 
 def how_to_get(root: Path) -> str:
-    return (
-        f"put the extracted STL-10 folder at {root / FOLDER}/ (from {URL}), "
-        "or run with data.download=true, or use data=synthetic"
-    )
+    return f"put the extracted STL-10 folder at {root / FOLDER}/ (from {URL}), or run with data.download=true"
 
 
 class STL10Binary:
@@ -42,7 +39,8 @@ class STL10Binary:
         self.root = Path(root)
         self.folder = self.root / FOLDER
         if not self.folder.is_dir():
-            raise UserError(f"STL-10 not found: {self.folder} does not exist; {how_to_get(self.root)}")
+            hint = f"{how_to_get(self.root)}, or use data=synthetic"
+            raise UserError(f"STL-10 not found: {self.folder} does not exist; {hint}")
         manifest = self.folder / MANIFEST_FILE
         self.counts = json.loads(manifest.read_text())["counts"] if manifest.exists() else OFFICIAL_COUNTS
 
@@ -104,4 +102,7 @@ def download(root: str | Path) -> None:
     try:
         download_and_extract_archive(URL, download_root=str(root), md5=ARCHIVE_MD5, remove_finished=True)
     except (OSError, RuntimeError) as err:  # URLError is an OSError; a bad md5 is a RuntimeError
-        raise UserError(f"could not download STL-10 ({err}); {how_to_get(root)}") from err
+        raise UserError(
+            f"could not download STL-10 ({err}); without internet, download {URL} elsewhere and extract it "
+            f"so that {root / FOLDER}/ exists, or use data=synthetic"
+        ) from err

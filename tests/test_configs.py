@@ -1,0 +1,36 @@
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from stl10_lightning.stages import SupervisedResNet
+from stl10_lightning.train import CONFIG_DIR
+
+
+def test_seed_report_reproduces_the_reports_settings(make_cfg):
+    cfg = make_cfg("experiment=seed_report", "backbone=resnet9")
+    assert cfg.model.optimizer == {"_target_": "torch.optim.Adam", "lr": 1e-3}
+    assert cfg.model.backbone._target_.endswith("ResNet9") and cfg.trainer.max_epochs == 10
+    assert cfg.model.schedule == "constant" and cfg.model.label_smoothing == 0.0
+
+
+def test_default_recipe_keeps_label_smoothing_off_and_selects_on_val(make_cfg):
+    cfg = make_cfg()
+    assert cfg.model.label_smoothing == 0.0
+    assert cfg.callbacks.best_checkpoint.monitor == "val/acc"
+
+
+def test_debug_wins_over_experiment():
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=demo", "debug=fast_dev_run"])
+    assert cfg.data.num_workers == 0  # demo sets 2, debug (last in the defaults) sets 0
+
+
+def test_gpu_trainer_uses_mixed_precision(make_cfg):
+    assert make_cfg("trainer=gpu").trainer.precision == "bf16-mixed"
+
+
+@pytest.mark.parametrize("backbone", ["tiny", "resnet9", "resnet18", "resnet50"])
+def test_stage_builds_with_every_backbone(make_cfg, backbone):
+    model = instantiate(make_cfg(f"backbone={backbone}").model)
+    assert isinstance(model, SupervisedResNet)
+    assert model.head.in_features == model.backbone.feature_dim
