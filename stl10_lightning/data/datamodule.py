@@ -59,12 +59,12 @@ class STL10DataModule(pl.LightningDataModule):
         labels = binary.labels("train")
         pool = np.arange(len(labels)) if self.hparams.fold is None else binary.fold(self.hparams.fold)
         train, val = stratified_split(labels[pool], self.hparams.val_size, self.hparams.seed)
-        train_file = (binary.image_path("train"), binary.counts["train"])
-        test_file = (binary.image_path("test"), binary.counts["test"])
+        for split in ("train", "test"):
+            binary.image_path(split)  # checks the file size here, not later in a DataLoader worker
         self.splits = {
-            "train": MemmapImages(*train_file, pool[train], labels),
-            "val": MemmapImages(*train_file, pool[val], labels),
-            "test": MemmapImages(*test_file, np.arange(binary.counts["test"]), binary.labels("test")),
+            "train": MemmapImages(binary, "train", pool[train], labels),
+            "val": MemmapImages(binary, "train", pool[val], labels),
+            "test": MemmapImages(binary, "test", np.arange(binary.counts["test"]), binary.labels("test")),
         }
         self.class_names = binary.class_names()
         self._binary = binary
@@ -72,9 +72,13 @@ class STL10DataModule(pl.LightningDataModule):
     def unlabeled_set(self) -> MemmapImages:
         """The unlabeled images (a seeded subset when `unlabeled_count` is set); they have no labels."""
         if "unlabeled" not in self.splits:
-            available = self._binary.counts["unlabeled"]
-            subset = seeded_subset(available, self.hparams.unlabeled_count, self.hparams.seed)
-            self.splits["unlabeled"] = MemmapImages(self._binary.image_path("unlabeled"), available, subset)
+            self.setup()
+            binary = self._binary
+            subset = seeded_subset(
+                binary.counts["unlabeled"], self.hparams.unlabeled_count, self.hparams.seed
+            )
+            binary.image_path("unlabeled")  # checks the file size here, not later in a worker
+            self.splits["unlabeled"] = MemmapImages(binary, "unlabeled", subset)
         return self.splits["unlabeled"]
 
     def _loader(self, dataset: MemmapImages, train: bool) -> DataLoader:

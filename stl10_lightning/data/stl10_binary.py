@@ -66,7 +66,7 @@ class STL10Binary:
     def labels(self, split: str) -> np.ndarray:
         path = self._file(LABEL_FILES[split], self.counts[split])
         raw = np.fromfile(path, dtype=np.uint8)
-        if raw.min() < 1 or raw.max() > NUM_CLASSES:
+        if raw.size and (raw.min() < 1 or raw.max() > NUM_CLASSES):
             raise UserError(
                 f"{path} has labels from {raw.min()} to {raw.max()}, expected 1..{NUM_CLASSES}: "
                 "the file is corrupt or not STL-10; download or generate it again"
