@@ -76,9 +76,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """Returns the monitored val metric, for Hydra sweepers; the test set never steers a sweep."""
     try:
-        train(cfg)
+        return train(cfg).get(cfg.stage.monitor)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
-# Per-channel statistics of the STL-10 train split, in [0, 1].
+# The per-channel mean and std of STL-10 in common use (from its training images), in [0, 1].
 STL10_MEAN = (0.4467, 0.4398, 0.4066)
 STL10_STD = (0.2603, 0.2566, 0.2713)
 
