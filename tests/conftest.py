@@ -17,23 +17,28 @@ def synthetic_root(tmp_path_factory) -> Path:
     return root
 
 
+def compose_tiny(root: Path, run_dir: Path, *overrides: str):
+    """The real composed config, set for a tiny, fast CPU run on synthetic data."""
+    base = [
+        f"data.root={root}",
+        f"run_dir={run_dir}",
+        "backbone=tiny",
+        "data.image_size=32",
+        "data.val_size=100",
+        "data.batch_size=64",
+        "data.num_workers=0",
+        "trainer.accelerator=cpu",
+        "callbacks.progress_bar=null",
+    ]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=[*base, *overrides])
+
+
 @pytest.fixture
 def make_cfg(synthetic_root, tmp_path):
-    """Compose the real config for a tiny, fast CPU run whose outputs go to tmp_path/run."""
+    """compose_tiny with outputs in tmp_path/run."""
 
-    def make(*overrides: str, root: Path = synthetic_root):
-        base = [
-            f"data.root={root}",
-            f"run_dir={tmp_path / 'run'}",
-            "backbone=tiny",
-            "data.image_size=32",
-            "data.val_size=100",
-            "data.batch_size=64",
-            "data.num_workers=0",
-            "trainer.accelerator=cpu",
-            "callbacks.progress_bar=null",
-        ]
-        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            return compose("train", overrides=[*base, *overrides])
+    def make(*overrides: str):
+        return compose_tiny(synthetic_root, tmp_path / "run", *overrides)
 
     return make

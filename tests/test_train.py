@@ -6,6 +6,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from stl10_lightning.train import train
+from tests.conftest import compose_tiny
 
 STAGES = ["supervised"]
 
@@ -20,28 +21,15 @@ def test_fast_dev_run_every_stage(make_cfg, stage, precision):
 @pytest.fixture(scope="module")
 def finished_run(synthetic_root, tmp_path_factory):
     """15 epochs of the tiny model (~8 s): it learns the synthetic shapes to ~60% (chance is 10%)."""
-    from hydra import compose, initialize_config_dir
-
-    from stl10_lightning.train import CONFIG_DIR
-
     run_dir = tmp_path_factory.mktemp("run")
-    overrides = [
-        f"data.root={synthetic_root}",
-        f"run_dir={run_dir}",
-        "backbone=tiny",
-        "data.image_size=32",
-        "data.val_size=100",
-        "data.batch_size=64",
-        "data.num_workers=0",
-        "trainer.accelerator=cpu",
+    cfg = compose_tiny(
+        synthetic_root,
+        run_dir,
         "trainer.max_epochs=15",
         "optimizer=adamw",  # converges in fewer steps than SGD on this tiny budget
         "model.augment.cutout=0",
         "model.warmup_epochs=1",
-        "callbacks.progress_bar=null",
-    ]
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    )
     return run_dir, train(cfg)
 
 
