@@ -24,6 +24,38 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
 
 
+def run_folder_for(ckpt_path: str | None, fresh: str) -> str:
+    """Hydra's run folder: the run that `ckpt_path` belongs to (`<run>/checkpoints/*.ckpt`), else `fresh`.
+
+    So resuming continues the same run folder: its checkpoints, TensorBoard events and metrics.json.
+    """
+    if ckpt_path:
+        checkpoints = Path(ckpt_path).parent
+        if checkpoints.name == "checkpoints" and (checkpoints.parent / "config.yaml").is_file():
+            return str(checkpoints.parent)
+    return fresh
+
+
+OmegaConf.register_new_resolver("run_folder_for", run_folder_for, replace=True)
+
+# What a resumed run must share with the run it continues: the model and the data it trains on.
+RESUME_KEYS = ["model", "data.image_size", "data.val_size", "data.fold", "data.seed", "data.batch_size"]
+
+
+def _check_resume_matches(cfg: DictConfig, saved_config: Path) -> None:
+    """Refuse to resume a run with other settings: the weights or the split would not fit them."""
+    saved = OmegaConf.load(saved_config)
+    for key in RESUME_KEYS:
+        before, now = OmegaConf.select(saved, key), OmegaConf.select(cfg, key)
+        if isinstance(now, DictConfig):
+            before, now = OmegaConf.to_container(before), OmegaConf.to_container(now, resolve=True)
+        if before != now:
+            raise UserError(
+                f"cannot resume: the run in {saved_config.parent} has a different {key} "
+                f"({before} -> {now}); resume it with its own settings (see its config.yaml)"
+            )
+
+
 def _instantiate_all(group: DictConfig | None) -> list:
     """Instantiate every entry of a callbacks/logger group; `null` entries switch one off."""
     return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
@@ -47,8 +79,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Run one stage as `cfg` describes and return its final val and test metrics."""
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
-        raise UserError(f"ckpt_path={cfg.ckpt_path} does not exist; give the path of a .ckpt file to resume")
+    if cfg.ckpt_path is not None:
+        if not Path(cfg.ckpt_path).is_file():
+            raise UserError(
+                f"ckpt_path={cfg.ckpt_path} does not exist; give the path of a .ckpt file to resume"
+            )
+        if (run_dir / "config.yaml").is_file():
+            _check_resume_matches(cfg, run_dir / "config.yaml")
+    (run_dir / "metrics.json").unlink(missing_ok=True)  # a resumed run is unfinished until it ends
     if cfg.seed is not None:
         pl.seed_everything(cfg.seed, workers=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
@@ -80,9 +118,19 @@ def main(cfg: DictConfig) -> float | None:
     """Returns the monitored val metric, for Hydra sweepers; the test set never steers a sweep."""
     try:
         return train(cfg).get(cfg.stage.monitor)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:
+        user_error = _user_error(err)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
         sys.exit(2)
+
+
+def _user_error(err: BaseException | None) -> UserError | None:
+    """The UserError behind `err`; Hydra's instantiate wraps errors raised in constructors."""
+    while err is not None and not isinstance(err, UserError):
+        err = err.__cause__
+    return err
 
 
 if __name__ == "__main__":

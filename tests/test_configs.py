@@ -6,11 +6,17 @@ from stl10_lightning.stages import SupervisedResNet
 from stl10_lightning.train import CONFIG_DIR
 
 
-def test_seed_report_reproduces_the_reports_settings(make_cfg):
-    cfg = make_cfg("experiment=seed_report", "backbone=resnet9")
+def compose_train(*overrides: str):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def test_seed_report_reproduces_the_reports_settings():
+    cfg = compose_train("experiment=seed_report")
     assert cfg.model.optimizer == {"_target_": "torch.optim.Adam", "lr": 1e-3}
     assert cfg.model.backbone._target_.endswith("ResNet9") and cfg.trainer.max_epochs == 10
     assert cfg.model.schedule == "constant" and cfg.model.label_smoothing == 0.0
+    assert cfg.model.augment == {"crop_padding": 0.0, "flip": False, "cutout": 0.0}
 
 
 def test_default_recipe_keeps_label_smoothing_off_and_selects_on_val(make_cfg):
@@ -20,13 +26,16 @@ def test_default_recipe_keeps_label_smoothing_off_and_selects_on_val(make_cfg):
 
 
 def test_debug_wins_over_experiment():
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=demo", "debug=fast_dev_run"])
+    cfg = compose_train("experiment=demo", "debug=fast_dev_run")
     assert cfg.data.num_workers == 0  # demo sets 2, debug (last in the defaults) sets 0
 
 
-def test_gpu_trainer_uses_mixed_precision(make_cfg):
-    assert make_cfg("trainer=gpu").trainer.precision == "bf16-mixed"
+def test_gpu_trainer_uses_mixed_precision():
+    assert compose_train("trainer=gpu").trainer.precision == "bf16-mixed"
+
+
+def test_demo_takes_other_backbones():
+    assert instantiate(compose_train("experiment=demo", "backbone=resnet9").model).backbone.feature_dim == 512
 
 
 @pytest.mark.parametrize("backbone", ["tiny", "resnet9", "resnet18", "resnet50"])

@@ -33,6 +33,19 @@ def test_same_seed_same_bytes(tmp_path):
         ).read_bytes()
 
 
+def test_generate_never_overwrites_a_folder(synthetic_root):
+    before = (synthetic_root / "stl10_binary" / "train_X.bin").stat().st_mtime_ns
+    with pytest.raises(UserError, match="already exists"):
+        synthetic.generate(synthetic_root, train=20)
+    assert (synthetic_root / "stl10_binary" / "train_X.bin").stat().st_mtime_ns == before
+
+
+def test_generate_refuses_counts_it_cannot_balance(tmp_path):
+    with pytest.raises(UserError, match="need 10\\+ train"):
+        synthetic.generate(tmp_path, train=0)
+    assert not list(tmp_path.iterdir())
+
+
 def test_ensure_generates_once_and_refuses_other_settings(tmp_path):
     folder = synthetic.ensure(tmp_path, train=20, test=10, unlabeled=10)
     written = folder.joinpath("train_X.bin").stat().st_mtime_ns

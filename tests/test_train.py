@@ -1,11 +1,14 @@
 import json
-from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from stl10_lightning.train import train
+from stl10_lightning.data import STL10DataModule
+from stl10_lightning.errors import UserError
+from stl10_lightning.stages import SupervisedResNet
+from stl10_lightning.train import run_folder_for, train
 from tests.conftest import compose_tiny
 
 STAGES = ["supervised"]
@@ -68,15 +71,80 @@ def test_checkpoints_load_with_weights_only_and_describe_the_model(finished_run)
     assert checkpoint["hyper_parameters"]["label_smoothing"] == 0.0
 
 
-def test_resume_from_last_checkpoint_continues_the_run(finished_run, make_cfg):
+def test_final_metrics_come_from_the_best_checkpoint(finished_run, synthetic_root):
+    run_dir, metrics = finished_run
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    best_state = next(v for k, v in last["callbacks"].items() if "'monitor': 'val/acc'" in k)
+    assert metrics["val/acc"] == pytest.approx(float(best_state["best_model_score"]))
+    model = SupervisedResNet.load_from_checkpoint(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    datamodule = STL10DataModule(str(synthetic_root), image_size=32, val_size=100, num_workers=0)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    assert trainer.test(model, datamodule=datamodule)[0]["test/acc"] == pytest.approx(metrics["test/acc"])
+
+
+class Interrupted(Exception):
+    pass
+
+
+class InterruptAtEpoch(pl.Callback):
+    """Stands in for a killed job: fails at the start of an epoch, after earlier epochs saved last.ckpt."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise Interrupted
+
+
+def test_interrupted_run_resumes_in_its_folder_and_finishes_its_schedule(make_cfg, tmp_path):
+    settings = ["trainer.max_epochs=4", "model.warmup_epochs=1", "trainer.log_every_n_steps=1"]
+    interrupt = [
+        "+callbacks.interrupt._target_=tests.test_train.InterruptAtEpoch",
+        "+callbacks.interrupt.epoch=2",
+    ]
+    with pytest.raises(Interrupted):
+        train(make_cfg(*settings, *interrupt))
+    run_dir = tmp_path / "run"
+    assert not (run_dir / "metrics.json").exists()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    steps_per_epoch = torch.load(last, weights_only=True)["global_step"] // 2
+
+    train(make_cfg(*settings, f"ckpt_path={last}"))
+    resumed = torch.load(last, weights_only=True)
+    assert (resumed["epoch"], resumed["global_step"]) == (3, 4 * steps_per_epoch)
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 4
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    lrs = [event.value for event in events.Scalars("lr-SGD/weights")]
+    after_warmup = lrs[steps_per_epoch:]
+    assert len(lrs) == 4 * steps_per_epoch and after_warmup == sorted(after_warmup, reverse=True)
+    assert lrs[-1] < 0.01 * max(lrs)  # the cosine ran to its end, across the resume
+
+
+def test_resume_with_another_schedule_length_is_refused(finished_run, make_cfg):
+    run_dir, _ = finished_run
+    cfg = make_cfg(
+        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=16", "optimizer=adamw"
+    )
+    with pytest.raises(UserError, match="cannot resume with trainer.max_epochs=16: .* runs 15 epochs"):
+        train(cfg)
+
+
+def test_resume_with_other_model_settings_is_refused(finished_run, synthetic_root):
     run_dir, _ = finished_run
     last = run_dir / "checkpoints" / "last.ckpt"
-    steps_done = torch.load(last, weights_only=True)["global_step"]
-    cfg = make_cfg(f"ckpt_path={last}", "trainer.max_epochs=16", "optimizer=adamw", "model.augment.cutout=0")
-    train(cfg)
-    resumed = torch.load(Path(cfg.run_dir) / "checkpoints" / "last.ckpt", weights_only=True)
-    assert resumed["epoch"] == 15 and resumed["global_step"] == steps_done * 16 // 15
-    assert json.loads((Path(cfg.run_dir) / "metrics.json").read_text())["epochs"] == 16
+    cfg = compose_tiny(synthetic_root, run_dir, f"ckpt_path={last}", "trainer.max_epochs=15", "optimizer=sgd")
+    with pytest.raises(UserError, match="cannot resume: the run in .* has a different model"):
+        train(cfg)
+    assert (run_dir / "metrics.json").exists()  # the finished run is left as it was
+
+
+def test_run_folder_follows_the_checkpoint(finished_run, tmp_path):
+    run_dir, _ = finished_run
+    assert run_folder_for(str(run_dir / "checkpoints" / "last.ckpt"), "fresh") == str(run_dir)
+    assert run_folder_for(None, "fresh") == "fresh"
+    loose = tmp_path / "weights.ckpt"
+    assert run_folder_for(str(loose), "fresh") == "fresh"
 
 
 def test_same_seed_same_result(make_cfg, tmp_path):

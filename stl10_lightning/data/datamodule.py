@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from stl10_lightning.data import stl10_binary, synthetic
+from stl10_lightning.data import stl10_binary
 from stl10_lightning.data.memmap_images import MemmapImages, keep_batch
 from stl10_lightning.data.splits import seeded_subset, stratified_split
 
@@ -48,6 +48,9 @@ class STL10DataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         if self.hparams.synthetic is not None:
+            # Imported here so that `python -m stl10_lightning.data.synthetic` does not import itself twice.
+            from stl10_lightning.data import synthetic
+
             synthetic.ensure(self.root, **self.hparams.synthetic)
         elif self.hparams.download:
             stl10_binary.download(self.root)

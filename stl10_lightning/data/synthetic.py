@@ -7,7 +7,6 @@ pixel noise. A small CNN learns them well above chance, but not perfectly in one
 """
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -84,48 +83,64 @@ def _balanced_labels(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.arange(n) % NUM_CLASSES)
 
 
-def generate(
-    root: str | Path, train: int = 500, test: int = 500, unlabeled: int = 1000, seed: int = 0
-) -> Path:
-    """Write `root/stl10_binary/` and return it. Unlabeled images are drawn from the same ten classes."""
+def _write_folder(folder: Path, counts: dict[str, int], seed: int) -> None:
     rng = np.random.default_rng(seed)
-    folder = Path(root) / FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    counts = {"train": train, "test": test, "unlabeled": unlabeled}
+    folder.mkdir(parents=True)
     for split, count in counts.items():
         labels = _balanced_labels(count, rng)
         _write_images(folder / IMAGE_FILES[split], labels, rng)
         if split in LABEL_FILES:
             (labels + 1).astype(np.uint8).tofile(folder / LABEL_FILES[split])
     (folder / CLASS_NAMES_FILE).write_text("\n".join(CLASS_NAMES) + "\n")
-    fold_size = max(train // 5, 1)  # the official file has 10 folds of 1,000 of the 5,000 train images
-    folds = [" ".join(map(str, rng.choice(train, fold_size, replace=False))) for _ in range(10)]
+    fold_size = counts["train"] // 5  # the official file has 10 folds of 1,000 of the 5,000 train images
+    folds = [" ".join(map(str, rng.choice(counts["train"], fold_size, replace=False))) for _ in range(10)]
     (folder / FOLDS_FILE).write_text("\n".join(folds) + "\n")
-    manifest = {"counts": counts, "seed": seed}
-    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks it complete
+    (folder / MANIFEST_FILE).write_text(json.dumps({"counts": counts, "seed": seed}, indent=2) + "\n")
+
+
+def generate(
+    root: str | Path, train: int = 500, test: int = 500, unlabeled: int = 1000, seed: int = 0
+) -> Path:
+    """Write `root/stl10_binary/`, which must not exist yet, and return it.
+
+    Unlabeled images are drawn from the same ten classes. The folder is written under a temporary name
+    and renamed into place, so an interrupted generation leaves nothing that looks complete.
+    """
+    if train < 10 or test < 0 or unlabeled < 0:
+        raise UserError(
+            f"cannot generate {train} train, {test} test, {unlabeled} unlabeled images: need 10+ train"
+        )
+    folder = Path(root) / FOLDER
+    if folder.exists():
+        raise UserError(f"{folder} already exists; delete it or generate into another folder")
+    staging = Path(root) / f".{FOLDER}.{os.getpid()}.tmp"
+    try:
+        _write_folder(staging, {"train": train, "test": test, "unlabeled": unlabeled}, seed)
+        staging.rename(folder)
+    except OSError as err:  # another process renamed its folder into place first
+        raise UserError(f"{folder} already exists; delete it or generate into another folder") from err
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
 def ensure(root: str | Path, train: int, test: int, unlabeled: int, seed: int = 0) -> Path:
     """Generate `root/stl10_binary/` on first use; reuse it when it was made with the same settings.
 
-    It is written to a temporary folder and renamed into place, so an interrupted generation leaves
-    nothing half-written, and a folder that is not ours (a real download) is never touched.
+    A folder that is not ours (a real download) is never touched.
     """
-    root = Path(root)
-    folder = root / FOLDER
-    wanted = {"counts": {"train": train, "test": test, "unlabeled": unlabeled}, "seed": seed}
+    folder = Path(root) / FOLDER
     if not folder.exists():
-        staging = root / f".{FOLDER}.{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        built = generate(staging, train, test, unlabeled, seed)
-        with contextlib.suppress(OSError):  # another process finished first; its folder is checked below
-            built.rename(folder)
-        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            generate(root, train, test, unlabeled, seed)
+        except UserError:
+            if not folder.exists():  # bad counts; a concurrent generation is checked below
+                raise
     manifest = folder / MANIFEST_FILE
     if not manifest.exists():
         raise UserError(f"{folder} exists but is not a synthetic dataset; point data.root at another folder")
     found = json.loads(manifest.read_text())
+    wanted = {"counts": {"train": train, "test": test, "unlabeled": unlabeled}, "seed": seed}
     if found != wanted:
         raise UserError(
             f"{folder} was generated with {found}, not {wanted}; delete it or point data.root elsewhere"
@@ -143,7 +158,10 @@ def main() -> None:
     parser.add_argument("--unlabeled", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    folder = generate(args.out, args.train, args.test, args.unlabeled, args.seed)
+    try:
+        folder = generate(args.out, args.train, args.test, args.unlabeled, args.seed)
+    except UserError as err:
+        parser.exit(2, f"error: {err}\n")
     print(f"wrote synthetic STL-10 to {folder}")
 
 

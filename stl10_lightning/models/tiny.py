@@ -4,7 +4,7 @@ from torch import nn
 
 
 class TinyNet(nn.Module):
-    def __init__(self, width: int = 16):
+    def __init__(self, width: int = 32):
         super().__init__()
 
         def block(c_in, c_out, stride):

@@ -35,12 +35,14 @@ def log_classification(module: pl.LightningModule, metrics: MetricCollection, pr
 
 def log_confusion_matrix(module: pl.LightningModule, confusion: MulticlassConfusionMatrix, tag: str) -> None:
     """Add the row-normalised confusion matrix as a figure to every TensorBoard logger, then reset it."""
-    import matplotlib.pyplot as plt  # only needed here, at the end of a test run
+    loggers = [logger for logger in module.loggers if isinstance(logger, TensorBoardLogger)]
+    if loggers:
+        import matplotlib.pyplot as plt  # only needed here, at the end of a test run
 
-    figure, axes = plt.subplots(figsize=(10, 9))  # matplotlib's default size overlaps 10 classes' numbers
-    confusion.plot(ax=axes, labels=class_names(module, confusion.num_classes))
-    figure.tight_layout()
-    for logger in module.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_figure(tag, figure, global_step=module.global_step)  # closes it
+        figure, axes = plt.subplots(figsize=(10, 9))  # the default size overlaps 10 classes' numbers
+        confusion.plot(ax=axes, labels=class_names(module, confusion.num_classes))
+        figure.tight_layout()
+        for logger in loggers:
+            logger.experiment.add_figure(tag, figure, global_step=module.global_step, close=False)
+        plt.close(figure)
     confusion.reset()

@@ -24,8 +24,9 @@ class SupervisedResNet(pl.LightningModule):
     `backbone` and `optimizer` are `_target_` dicts, so the checkpoint's hyperparameters are plain data
     that describe the model fully and load with `weights_only=True`.
 
-    A model trained with label smoothing epsilon never exceeds softmax confidence 1 - epsilon + epsilon/10
-    (0.91 at 0.1), so it cannot be a 0.99-threshold pseudo-label teacher: smoothing stays off by default.
+    Label smoothing epsilon trains the model towards softmax confidence 1 - epsilon + epsilon/10 (0.91 at
+    0.1), the minimum of the smoothed loss, so such a model rarely reaches the 0.99 pseudo-label
+    threshold and makes a poor teacher: smoothing stays off by default.
     """
 
     def __init__(
@@ -90,6 +91,20 @@ class SupervisedResNet(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         log_classification(self, self.test_metrics, "test")
         log_confusion_matrix(self, self.test_confusion, "test/confusion_matrix")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["max_epochs"] = self.trainer.max_epochs  # the length of the cosine schedule
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resuming restores the scheduler's state, so the schedule must have the same length."""
+        resuming = self._trainer is not None and self.trainer.state.fn == "fit"
+        if not resuming or self.hparams.schedule != "cosine":
+            return
+        if checkpoint.get("max_epochs", self.trainer.max_epochs) != self.trainer.max_epochs:
+            raise UserError(
+                f"cannot resume with trainer.max_epochs={self.trainer.max_epochs}: the checkpoint's cosine "
+                f"schedule runs {checkpoint['max_epochs']} epochs; resume with that, or start a new run"
+            )
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.hparams.optimizer, self)
