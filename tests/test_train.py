@@ -21,6 +21,11 @@ def test_fast_dev_run_every_stage(make_cfg, stage, precision):
     assert {"val/acc", "val/f1", "test/acc", "test/f1"} <= metrics.keys()
 
 
+def test_runs_without_a_logger(make_cfg, tmp_path):
+    train(make_cfg("logger=none", "trainer.max_epochs=1", "+trainer.limit_train_batches=2"))
+    assert (tmp_path / "run" / "metrics.json").exists() and not (tmp_path / "run" / "tensorboard").exists()
+
+
 @pytest.fixture(scope="module")
 def finished_run(synthetic_root, tmp_path_factory):
     """15 epochs of the tiny model (~8 s): it learns the synthetic shapes to ~60% (chance is 10%)."""
