@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.core.saving import save_hparams_to_yaml
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from stl10_lightning import atomic
+from stl10_lightning import atomic, resume
 from stl10_lightning.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -24,36 +24,7 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
 
 
-def run_folder_for(ckpt_path: str | None, fresh: str) -> str:
-    """Hydra's run folder: the run that `ckpt_path` belongs to (`<run>/checkpoints/*.ckpt`), else `fresh`.
-
-    So resuming continues the same run folder: its checkpoints, TensorBoard events and metrics.json.
-    """
-    if ckpt_path:
-        checkpoints = Path(ckpt_path).parent
-        if checkpoints.name == "checkpoints" and (checkpoints.parent / "config.yaml").is_file():
-            return str(checkpoints.parent)
-    return fresh
-
-
-OmegaConf.register_new_resolver("run_folder_for", run_folder_for, replace=True)
-
-# What a resumed run must share with the run it continues: the model and the data it trains on.
-RESUME_KEYS = ["model", "data.image_size", "data.val_size", "data.fold", "data.seed", "data.batch_size"]
-
-
-def _check_resume_matches(cfg: DictConfig, saved_config: Path) -> None:
-    """Refuse to resume a run with other settings: the weights or the split would not fit them."""
-    saved = OmegaConf.load(saved_config)
-    for key in RESUME_KEYS:
-        before, now = OmegaConf.select(saved, key), OmegaConf.select(cfg, key)
-        if isinstance(now, DictConfig):
-            before, now = OmegaConf.to_container(before), OmegaConf.to_container(now, resolve=True)
-        if before != now:
-            raise UserError(
-                f"cannot resume: the run in {saved_config.parent} has a different {key} "
-                f"({before} -> {now}); resume it with its own settings (see its config.yaml)"
-            )
+OmegaConf.register_new_resolver("run_folder_for", resume.run_folder_for, replace=True)  # conf/train.yaml
 
 
 def _instantiate_all(group: DictConfig | None) -> list:
@@ -85,7 +56,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 f"ckpt_path={cfg.ckpt_path} does not exist; give the path of a .ckpt file to resume"
             )
         if (run_dir / "config.yaml").is_file():
-            _check_resume_matches(cfg, run_dir / "config.yaml")
+            resume.check_same_settings(cfg, run_dir / "config.yaml")
     (run_dir / "metrics.json").unlink(missing_ok=True)  # a resumed run is unfinished until it ends
     if cfg.seed is not None:
         pl.seed_everything(cfg.seed, workers=True)

@@ -7,8 +7,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from stl10_lightning.data import STL10DataModule
 from stl10_lightning.errors import UserError
+from stl10_lightning.resume import run_folder_for
 from stl10_lightning.stages import SupervisedResNet
-from stl10_lightning.train import run_folder_for, train
+from stl10_lightning.train import train
 from tests.conftest import compose_tiny
 
 STAGES = ["supervised"]
@@ -139,7 +140,10 @@ def test_resume_with_other_model_settings_is_refused(finished_run, synthetic_roo
     run_dir, _ = finished_run
     last = run_dir / "checkpoints" / "last.ckpt"
     cfg = compose_tiny(synthetic_root, run_dir, f"ckpt_path={last}", "trainer.max_epochs=15", "optimizer=sgd")
-    with pytest.raises(UserError, match="cannot resume: the run in .* has a different model"):
+    changed = r"model.optimizer._target_: torch.optim.AdamW -> torch.optim.SGD"
+    with pytest.raises(
+        UserError, match=rf"cannot resume: the run in .* was started with other settings .*{changed}"
+    ):
         train(cfg)
     assert (run_dir / "metrics.json").exists()  # the finished run is left as it was
 
