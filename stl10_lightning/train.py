@@ -71,9 +71,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     # The monitored checkpoint; fast_dev_run saves none, so the weights in memory are evaluated then.
     best = next((c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor), "") or None
+    loggers, trainer.loggers = trainer.loggers, []  # the best epoch's val metrics are no new curve point
+    val = trainer.validate(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
+    trainer.loggers = loggers
     metrics = _final_metrics(
-        trainer.validate(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
-        + trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
+        val + trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
     )
     _log_hparams(trainer, cfg, metrics)
     result = {"stage": cfg.stage.name, "best_checkpoint": best, "epochs": trainer.current_epoch, **metrics}

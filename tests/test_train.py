@@ -64,6 +64,7 @@ def test_tensorboard_has_slash_metrics_hparams_and_confusion_matrix(finished_run
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss_step", "train/acc", "val/acc", "val/f1", "val/class_f1/disk", "test/acc"} <= scalars
     assert "hp_metric" not in scalars and "hparams/test/acc" in scalars
+    assert len(events.Scalars("val/acc")) == 15  # one point per epoch; the final evaluation adds none
     assert "test/confusion_matrix" in events.Tags()["images"]
     hparams = events.PluginTagToContent("hparams")
     assert "_hparams_/session_start_info" in hparams
@@ -89,7 +90,7 @@ def test_final_metrics_come_from_the_best_checkpoint(finished_run, synthetic_roo
 
 
 class Interrupted(Exception):
-    pass
+    """Raised by InterruptAtEpoch."""
 
 
 class InterruptAtEpoch(pl.Callback):
