@@ -62,8 +62,6 @@ class STL10DataModule(pl.LightningDataModule):
         labels = binary.labels("train")
         pool = np.arange(len(labels)) if self.hparams.fold is None else binary.fold(self.hparams.fold)
         train, val = stratified_split(labels[pool], self.hparams.val_size, self.hparams.seed)
-        for split in ("train", "test"):
-            binary.image_path(split)  # checks the file size here, not later in a DataLoader worker
         self.splits = {
             "train": MemmapImages(binary, "train", pool[train], labels),
             "val": MemmapImages(binary, "train", pool[val], labels),
@@ -80,7 +78,6 @@ class STL10DataModule(pl.LightningDataModule):
             subset = seeded_subset(
                 binary.counts["unlabeled"], self.hparams.unlabeled_count, self.hparams.seed
             )
-            binary.image_path("unlabeled")  # checks the file size here, not later in a worker
             self.splits["unlabeled"] = MemmapImages(binary, "unlabeled", subset)
         return self.splits["unlabeled"]
 

@@ -18,6 +18,7 @@ class MemmapImages(Dataset):
     def __init__(
         self, binary: STL10Binary, split: str, indices: np.ndarray, labels: np.ndarray | None = None
     ):
+        binary.image_path(split)  # checks the file size now, not later in a DataLoader worker
         self.binary, self.split, self.indices = binary, split, np.asarray(indices)
         self.labels = None if labels is None else torch.from_numpy(labels[self.indices])
         self._images: np.memmap | None = None
