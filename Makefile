@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train demo tensorboard lint format clean
+.PHONY: help install test train demo study report tensorboard lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,8 +23,14 @@ test: install ## run the test suite: tiny synthetic data, fast_dev_run and short
 train: install ## train with Hydra overrides, e.g. make train ARGS="stage=supervised backbone=resnet18"
 	$(BIN)/python train.py $(ARGS)
 
-demo: install ## supervised stage on synthetic STL-10 on CPU (a few minutes), then print the dashboard
-	$(BIN)/python train.py experiment=demo $(ARGS)
+demo: install ## the whole study on synthetic STL-10 on CPU (~10 minutes), ending with the results table
+	$(BIN)/python -m stl10_lightning.study experiment=demo $(ARGS)
+
+study: install ## the whole study on real STL-10 (GPU): make study DATA=/path/containing/stl10_binary
+	$(BIN)/python -m stl10_lightning.study $(if $(DATA),data.root=$(DATA)) $(ARGS)
+
+report: install ## the results table of every finished run under outputs/ (or: make report ARGS=<folders>)
+	$(BIN)/stl10-report $(or $(ARGS),outputs)
 
 tensorboard: install ## serve the dashboard of every run under outputs/
 	$(BIN)/tensorboard --logdir outputs

@@ -2,10 +2,20 @@
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 
-def write_json(path: Path, data: dict) -> None:
+def replace_with(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write` on a temporary name next to `path`, then rename it to `path` in one step."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write(tmp)
     os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    replace_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

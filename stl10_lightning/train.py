@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.core.saving import save_hparams_to_yaml
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from stl10_lightning import atomic, resume
 from stl10_lightning.errors import UserError
@@ -74,12 +75,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers, trainer.loggers = trainer.loggers, []  # the best epoch's val metrics are no new curve point
     val = trainer.validate(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
     trainer.loggers = loggers
-    metrics = _final_metrics(
-        val + trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
-    )
+    if is_overridden("test_step", model):  # Barlow Twins has no test: its probe stage reports one
+        val += trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
+    metrics = _final_metrics(val)
     _log_hparams(trainer, cfg, metrics)
-    result = {"stage": cfg.stage.name, "best_checkpoint": best, "epochs": trainer.current_epoch, **metrics}
-    atomic.write_json(run_dir / "metrics.json", result)  # last: its presence marks a finished run
+    result = {
+        "stage": cfg.stage.name,
+        "seed": cfg.seed,
+        "labeled": len(datamodule.splits["train"]),
+        "best_checkpoint": best,
+        "epochs": trainer.current_epoch,
+        **metrics,
+    }
+    if hasattr(model, "run_summary"):  # a stage's own results: backbone.pt, pseudo-label counts
+        result.update(model.run_summary(run_dir))
+    if trainer.global_rank == 0:
+        atomic.write_json(run_dir / "metrics.json", result)  # last: its presence marks a finished run
     log.info("metrics: %s", {k: round(v, 4) for k, v in metrics.items() if "class_f1" not in k})
     log.info("run folder: %s", run_dir)
     log.info("dashboard: tensorboard --logdir %s", run_dir)

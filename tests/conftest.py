@@ -1,10 +1,12 @@
+import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 from stl10_lightning.data import synthetic
-from stl10_lightning.train import CONFIG_DIR
+from stl10_lightning.train import CONFIG_DIR, _user_error
 
 # Small enough to generate in about a second, large enough for a tiny CNN to learn the shapes.
 SYNTHETIC = {"train": 1000, "test": 300, "unlabeled": 400, "seed": 0}
@@ -42,3 +44,38 @@ def make_cfg(synthetic_root, tmp_path):
         return compose_tiny(synthetic_root, tmp_path / "run", *overrides)
 
     return make
+
+
+# Barlow Twins on CPU: small enough for the suite; long enough that the kNN accuracy beats random init.
+PRETRAIN = [
+    "stage=barlow_twins",
+    "optimizer=adam",  # lr 1e-3 learns in fewer steps than LARS warming up over a short run
+    "model.projector=512-512",
+    "model.warmup_epochs=1",
+    "model.monitor_every_n_epochs=4",
+    "model.embedding_points=100",
+    "data.train_on=train+unlabeled",
+    "data.batch_size=128",
+    "trainer.log_every_n_steps=2",
+]
+PRETRAIN_EPOCHS = 16
+
+
+@pytest.fixture(scope="session")
+def pretrained_run(synthetic_root, tmp_path_factory):
+    """A finished Barlow Twins run: (run folder, final metrics), shared by the probe and teacher tests."""
+    from stl10_lightning.train import train
+
+    run_dir = tmp_path_factory.mktemp("barlow_twins")
+    metrics = train(compose_tiny(synthetic_root, run_dir, *PRETRAIN, f"trainer.max_epochs={PRETRAIN_EPOCHS}"))
+    return run_dir, metrics
+
+
+@contextmanager
+def raises_user_error(pattern: str):
+    """Like pytest.raises(UserError, match=...), also when Hydra's instantiate wraps the error."""
+    with pytest.raises(Exception) as info:
+        yield
+    error = _user_error(info.value)
+    assert error is not None, info.value
+    assert re.search(pattern, str(error)), str(error)

@@ -5,11 +5,15 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+from pytorch_lightning.utilities import CombinedLoader
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from stl10_lightning.data import stl10_binary
-from stl10_lightning.data.memmap_images import MemmapImages, keep_batch
+from stl10_lightning.data.memmap_images import ConcatImages, MemmapImages, keep_batch
 from stl10_lightning.data.splits import seeded_subset, stratified_split
+from stl10_lightning.errors import UserError
+
+TRAIN_ON = ("labeled", "unlabeled", "train+unlabeled")
 
 
 class STL10DataModule(pl.LightningDataModule):
@@ -18,7 +22,14 @@ class STL10DataModule(pl.LightningDataModule):
     - train: the labeled train images (or one official fold) minus a stratified, seeded `val_size` split
     - val: that split; it selects checkpoints
     - test: the 8,000 test images, for the final evaluation only
-    - unlabeled: all unlabeled images, or a seeded subset of `unlabeled_count`
+    - unlabeled: all unlabeled images, or a seeded subset of `unlabeled_count` images, or of
+      `unlabeled_ratio` x the labeled pool (5,000 images, or 1,000 with a fold): 0.4 -> 2,000 images
+    - pseudo (after `add_pseudo_labels`): unlabeled images with predicted labels, trained on with train
+
+    `train_on` picks the training batches: `labeled` gives (images, labels); `unlabeled` and
+    `train+unlabeled` give `{"unlabeled": images, "labeled": (images, labels)}`, the labeled loader
+    cycling beside the unlabeled one (`unlabeled_batch_size` images a step) for online monitoring or
+    semi-supervised losses. Unlabeled batches never carry labels.
 
     `synthetic` (a dict of train/test/unlabeled/seed) generates the folder on first use instead of
     reading a real download.
@@ -33,17 +44,28 @@ class STL10DataModule(pl.LightningDataModule):
         val_size: int = 500,
         fold: int | None = None,
         unlabeled_count: int | None = None,
+        unlabeled_ratio: float | None = None,
+        train_on: str = "labeled",
         batch_size: int = 128,
+        unlabeled_batch_size: int | None = None,
         eval_batch_size: int | None = None,
         num_workers: int = 4,
         pin_memory: bool | None = None,
         seed: int = 0,
     ):
         super().__init__()
+        if train_on not in TRAIN_ON:
+            raise UserError(f"data.train_on={train_on!r}; choose one of {TRAIN_ON}")
+        if unlabeled_ratio is not None and unlabeled_count is not None:
+            raise UserError("set either ratio (data.unlabeled_ratio) or data.unlabeled_count, not both")
+        if unlabeled_ratio is not None and unlabeled_ratio <= 0:
+            raise UserError(
+                f"ratio={unlabeled_ratio} must be above 0: it is unlabeled images per labeled one"
+            )
         self.save_hyperparameters(logger=False)
         self.root = Path(root)
         self.class_names: list[str] = []
-        self.splits: dict[str, MemmapImages] = {}
+        self.splits: dict[str, Dataset] = {}
         self._binary: stl10_binary.STL10Binary | None = None
 
     def prepare_data(self) -> None:
@@ -75,16 +97,50 @@ class STL10DataModule(pl.LightningDataModule):
         if "unlabeled" not in self.splits:
             self.setup()
             binary = self._binary
-            subset = seeded_subset(
-                binary.counts["unlabeled"], self.hparams.unlabeled_count, self.hparams.seed
-            )
+            subset = seeded_subset(binary.counts["unlabeled"], self.unlabeled_count(), self.hparams.seed)
             self.splits["unlabeled"] = MemmapImages(binary, "unlabeled", subset)
         return self.splits["unlabeled"]
 
-    def _loader(self, dataset: MemmapImages, train: bool) -> DataLoader:
-        batch_size = (
-            self.hparams.batch_size if train else self.hparams.eval_batch_size or self.hparams.batch_size
+    def unlabeled_count(self) -> int | None:
+        """How many unlabeled images the run uses; None: all of them."""
+        ratio = self.hparams.unlabeled_ratio
+        if ratio is None:
+            return self.hparams.unlabeled_count
+        self.setup()
+        pool = (
+            self._binary.counts["train"]
+            if self.hparams.fold is None
+            else len(self._binary.fold(self.hparams.fold))
         )
+        count = round(ratio * pool)
+        if count > self._binary.counts["unlabeled"]:
+            raise UserError(
+                f"ratio={ratio} asks for {count} unlabeled images ({ratio} x {pool} labeled) but the dataset "
+                f"has {self._binary.counts['unlabeled']}; use a ratio of at most "
+                f"{self._binary.counts['unlabeled'] / pool:g}"
+            )
+        return max(count, 1)
+
+    def add_pseudo_labels(self, positions: np.ndarray, labels: np.ndarray) -> None:
+        """Train on the labeled split plus the unlabeled images at `positions` (into unlabeled_set())."""
+        unlabeled = self.unlabeled_set()
+        full = np.full(self._binary.counts["unlabeled"], -1, dtype=np.int64)
+        full[unlabeled.indices[positions]] = labels
+        self.splits["pseudo"] = MemmapImages(self._binary, "unlabeled", unlabeled.indices[positions], full)
+
+    def serve_features(self, features: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Serve (features, labels) tensors instead of images for the named splits.
+
+        The linear probe computes its frozen backbone's features once and trains on them.
+        """
+        self.splits.update({name: TensorDataset(*tensors) for name, tensors in features.items()})
+
+    def _loader(self, dataset: Dataset, train: bool, batch_size: int | None = None) -> DataLoader:
+        if batch_size is None:
+            batch_size = self.hparams.batch_size if train else self.hparams.eval_batch_size
+        batch_size = batch_size or self.hparams.batch_size
+        if isinstance(dataset, TensorDataset):  # features in memory: workers would only add overhead
+            return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=train)
         workers = self.hparams.num_workers
         pin = torch.cuda.is_available() if self.hparams.pin_memory is None else self.hparams.pin_memory
         return DataLoader(
@@ -98,8 +154,24 @@ class STL10DataModule(pl.LightningDataModule):
             collate_fn=keep_batch,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.splits["train"], train=True)
+    def _unlabeled_training_images(self) -> Dataset:
+        if self.hparams.train_on == "unlabeled":
+            return self.unlabeled_set()
+        return ConcatImages([self.splits["train"], self.unlabeled_set()])
+
+    def train_dataloader(self) -> DataLoader | CombinedLoader:
+        if "pseudo" in self.splits:  # batches are (images, labels, source): 0 labeled, 1 pseudo-labeled
+            return self._loader(ConcatImages([self.splits["train"], self.splits["pseudo"]]), train=True)
+        labeled = self._loader(self.splits["train"], train=True)
+        if self.hparams.train_on == "labeled" or isinstance(self.splits["train"], TensorDataset):
+            return labeled
+        unlabeled_batch = self.hparams.unlabeled_batch_size or self.hparams.batch_size
+        unlabeled = self._loader(self._unlabeled_training_images(), train=True, batch_size=unlabeled_batch)
+        return CombinedLoader({"unlabeled": unlabeled, "labeled": labeled}, mode="max_size_cycle")
+
+    def labeled_eval_dataloader(self) -> DataLoader:
+        """The labeled train split in order, without shuffling: a kNN feature bank or feature cache."""
+        return self._loader(self.splits["train"], train=False)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.splits["val"], train=False)

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from stl10_lightning.data.stl10_binary import STL10Binary, to_upright
+from stl10_lightning.data.stl10_binary import IMAGE_SHAPE, STL10Binary, to_upright
 
 
 class MemmapImages(Dataset):
@@ -38,6 +38,41 @@ class MemmapImages(Dataset):
     def __getitem__(self, position: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         batch = self.__getitems__([position])
         return batch[0] if self.labels is None else (batch[0][0], batch[1][0])
+
+
+class ConcatImages(Dataset):
+    """Several MemmapImages as one dataset, still read a batch at a time.
+
+    torch's ConcatDataset has no `__getitems__`, so it would read image by image. Batches are images
+    only, or, when every part has labels, (images, labels, part): `part` says which dataset each image
+    came from (e.g. 0 labeled, 1 pseudo-labeled), for per-source loss weights.
+    """
+
+    def __init__(self, parts: list[MemmapImages]):
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(part) for part in parts])
+        self.labeled = all(part.labels is not None for part in parts)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitems__(self, positions: list[int]):
+        positions = np.asarray(positions)
+        part_of = np.searchsorted(self.starts, positions, side="right") - 1
+        images = torch.empty((len(positions), *IMAGE_SHAPE), dtype=torch.uint8)
+        labels = torch.empty(len(positions), dtype=torch.int64)
+        for number, part in enumerate(self.parts):
+            rows = np.flatnonzero(part_of == number)
+            if len(rows):
+                batch = part.__getitems__((positions[rows] - self.starts[number]).tolist())
+                images[torch.from_numpy(rows)] = batch if part.labels is None else batch[0]
+                if self.labeled:
+                    labels[torch.from_numpy(rows)] = batch[1]
+        return (images, labels, torch.from_numpy(part_of)) if self.labeled else images
+
+    def __getitem__(self, position: int):
+        batch = self.__getitems__([position])
+        return tuple(item[0] for item in batch) if self.labeled else batch[0]
 
 
 def keep_batch(batch):

@@ -1,22 +1,40 @@
 """Optimizer and learning-rate schedule shared by the stages."""
 
+import pytorch_lightning as pl
 from hydra.utils import instantiate
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 
+from stl10_lightning.errors import UserError
 
-def build_optimizer(config: dict, module: nn.Module) -> Optimizer:
+
+def build_optimizer(
+    config: dict, module: nn.Module, extra_groups: tuple[dict, ...] = (), global_batch: int | None = None
+) -> Optimizer:
     """Instantiate `config` (a `_target_` dict) with weight decay on weights only.
 
-    Biases and BatchNorm parameters (every tensor with fewer than two dimensions) get no decay.
+    Biases and BatchNorm parameters (every tensor with fewer than two dimensions) get no decay, and the
+    learning rate `no_decay_lr` when the config sets one. With `lr_reference_batch` in the config, both
+    rates scale linearly by global_batch / lr_reference_batch (the Barlow Twins recipe's batch/256).
+    `extra_groups` (complete param groups, e.g. an online probe) are added as they are.
     """
+    config = dict(config)
+    no_decay_lr = config.pop("no_decay_lr", None)
+    reference_batch = config.pop("lr_reference_batch", None)
+    scale = global_batch / reference_batch if reference_batch and global_batch else 1.0
+    config["lr"] = config["lr"] * scale
     params = [p for p in module.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim > 1], "name": "weights"},
-        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "name": "no_decay"},
-    ]
+    no_decay = {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "name": "no_decay"}
+    if no_decay_lr is not None:
+        no_decay["lr"] = no_decay_lr * scale
+    groups = [{"params": [p for p in params if p.ndim > 1], "name": "weights"}, no_decay, *extra_groups]
     return instantiate({**config, "_partial_": True})(groups)
+
+
+def global_batch(module: pl.LightningModule, per_device: int) -> int:
+    """Images per optimizer step across all devices: what a linear learning-rate scaling rule uses."""
+    return per_device * module.trainer.world_size * module.trainer.accumulate_grad_batches
 
 
 def warmup_cosine(optimizer: Optimizer, warmup_steps: int, total_steps: int) -> LRScheduler:
@@ -26,3 +44,34 @@ def warmup_cosine(optimizer: Optimizer, warmup_steps: int, total_steps: int) -> 
         return cosine
     warmup = LinearLR(optimizer, start_factor=1e-3, total_iters=warmup_steps)
     return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
+
+
+def with_schedule(module: pl.LightningModule, optimizer: Optimizer, schedule: str, warmup_epochs: float):
+    """configure_optimizers' return value: `optimizer` alone, or with warm-up and cosine decay per step."""
+    if schedule == "constant":
+        return optimizer
+    if schedule != "cosine":
+        raise UserError(f"model.schedule={schedule!r}; choose cosine or constant")
+    trainer = module.trainer
+    total_steps = trainer.estimated_stepping_batches
+    epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+    warmup_steps = int(total_steps * warmup_epochs / epochs)
+    scheduler = warmup_cosine(optimizer, min(warmup_steps, total_steps - 1), total_steps)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def remember_schedule_length(module: pl.LightningModule, checkpoint: dict) -> None:
+    """on_save_checkpoint: the cosine schedule's length, trainer.max_epochs, goes into the checkpoint."""
+    checkpoint["max_epochs"] = module.trainer.max_epochs
+
+
+def check_schedule_length(module: pl.LightningModule, checkpoint: dict, schedule: str) -> None:
+    """on_load_checkpoint: a resume restores the scheduler's state, so the schedule length must match."""
+    resuming = module._trainer is not None and module.trainer.state.fn == "fit"
+    if not resuming or schedule != "cosine":
+        return
+    if checkpoint.get("max_epochs", module.trainer.max_epochs) != module.trainer.max_epochs:
+        raise UserError(
+            f"cannot resume with trainer.max_epochs={module.trainer.max_epochs}: the checkpoint's cosine "
+            f"schedule runs {checkpoint['max_epochs']} epochs; resume with that, or start a new run"
+        )

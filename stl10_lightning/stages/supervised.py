@@ -15,7 +15,12 @@ from stl10_lightning.stages.classification_metrics import (
     log_classification,
     log_confusion_matrix,
 )
-from stl10_lightning.stages.optim import build_optimizer, warmup_cosine
+from stl10_lightning.stages.optim import (
+    build_optimizer,
+    check_schedule_length,
+    remember_schedule_length,
+    with_schedule,
+)
 
 
 class SupervisedResNet(pl.LightningModule):
@@ -93,25 +98,11 @@ class SupervisedResNet(pl.LightningModule):
         log_confusion_matrix(self, self.test_confusion, "test/confusion_matrix")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["max_epochs"] = self.trainer.max_epochs  # the length of the cosine schedule
+        remember_schedule_length(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Resuming restores the scheduler's state, so the schedule must have the same length."""
-        resuming = self._trainer is not None and self.trainer.state.fn == "fit"
-        if not resuming or self.hparams.schedule != "cosine":
-            return
-        if checkpoint.get("max_epochs", self.trainer.max_epochs) != self.trainer.max_epochs:
-            raise UserError(
-                f"cannot resume with trainer.max_epochs={self.trainer.max_epochs}: the checkpoint's cosine "
-                f"schedule runs {checkpoint['max_epochs']} epochs; resume with that, or start a new run"
-            )
+        check_schedule_length(self, checkpoint, self.hparams.schedule)
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.hparams.optimizer, self)
-        if self.hparams.schedule == "constant":
-            return optimizer
-        total_steps = self.trainer.estimated_stepping_batches
-        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
-        warmup_steps = int(total_steps * self.hparams.warmup_epochs / epochs)
-        scheduler = warmup_cosine(optimizer, min(warmup_steps, total_steps - 1), total_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return with_schedule(self, optimizer, self.hparams.schedule, self.hparams.warmup_epochs)

@@ -1,0 +1,74 @@
+"""The two asymmetric Barlow Twins views, drawn per sample on the device from a uint8 batch.
+
+Barlow Twins (Zbontar et al. 2021) takes BYOL's augmentations: both views get a random resized crop, a
+flip, colour jitter and grayscale; view 1 is always blurred and never solarized, view 2 rarely blurred
+and sometimes solarized. The paper works at 224 px; the defaults here are adapted to STL-10's 96 px.
+"""
+
+import kornia.augmentation as K
+import torch
+from torch import nn
+
+from stl10_lightning.data.stl10_binary import IMAGE_SHAPE
+from stl10_lightning.data.transforms import normalize, to_float
+
+
+def blur_kernel_size(image_size: int) -> int:
+    """About 10% of the side and odd, as in BYOL (23 px at 224): 9 px at 96, 3 px at 32."""
+    side = int(0.1 * image_size)
+    return side + (side % 2 == 0)
+
+
+def view(
+    image_size: int,
+    crop_scale: tuple[float, float],
+    blur_sigma: tuple[float, float],
+    blur_p: float,
+    solarize_p: float,
+) -> nn.Sequential:
+    """One view's random steps on float images in [0, 1]; each sample draws its own parameters."""
+    steps: list[nn.Module] = [
+        # Crops straight from the stored 96 px image into image_size, so small views are resized once.
+        # align_corners=False is torchvision's sampling grid.
+        K.RandomResizedCrop((image_size, image_size), scale=crop_scale, align_corners=False),
+        K.RandomHorizontalFlip(),
+        # ColorJitter, not ColorJiggle: it uses torchvision's blend formulas and hue in turns of the colour
+        # circle, so these factors mean what they mean in the paper. Unlike torchvision, one random order of
+        # the four steps is shared by the batch; the factors are still drawn per sample.
+        K.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, p=0.8),
+        K.RandomGrayscale(p=0.2),
+    ]
+    if blur_p:
+        size = blur_kernel_size(image_size)
+        steps.append(K.RandomGaussianBlur((size, size), blur_sigma, p=blur_p))
+    if solarize_p:
+        # kornia's defaults draw the threshold from (0.4, 0.6) and add a random brightness shift; BYOL inverts
+        # every value at or above a fixed 0.5 (128 of 255) and adds nothing.
+        steps.append(K.RandomSolarize(thresholds=(0.5, 0.5), additions=(0.0, 0.0), p=solarize_p))
+    return nn.Sequential(*steps)
+
+
+class BarlowTwinsViews(nn.Module):
+    """uint8 (B, 3, 96, 96) -> two normalized float32 views (B, 3, image_size, image_size).
+
+    `crop_scale` is the crop's share of the image area. The paper's (0.08, 1.0) at 224 px would leave
+    crops of 27 px at 96 px; (0.2, 1.0) is the usual choice for STL-10. Blur `sigma` is the paper's, in
+    pixels of the output view. The module holds no parameters, so it can run under `torch.no_grad()`.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 96,
+        crop_scale: tuple[float, float] = (0.2, 1.0),
+        blur_sigma: tuple[float, float] = (0.1, 2.0),
+    ):
+        super().__init__()
+        # At the stored size to_float only converts the dtype; the crop does all the resizing.
+        self.to_float = to_float(IMAGE_SHAPE[-1])
+        self.view1 = view(image_size, crop_scale, blur_sigma, blur_p=1.0, solarize_p=0.0)
+        self.view2 = view(image_size, crop_scale, blur_sigma, blur_p=0.1, solarize_p=0.2)
+        self.normalize = normalize()
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        images = self.to_float(images)
+        return self.normalize(self.view1(images)), self.normalize(self.view2(images))

@@ -1,0 +1,3 @@
+from stl10_lightning.report.cli import main
+
+main()

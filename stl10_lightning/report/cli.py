@@ -1,0 +1,57 @@
+"""`python -m stl10_lightning.report PATH... [--out DIR]`, or `stl10-report`: the study's results table."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from stl10_lightning.atomic import replace_with, write_text
+from stl10_lightning.errors import UserError
+from stl10_lightning.report.collect import collect
+from stl10_lightning.report.plot import accuracy_vs_ratio
+from stl10_lightning.report.rows import build_rows
+from stl10_lightning.report.table import csv_text, markdown
+from stl10_lightning.report.tensorboard_log import log_report
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stl10-report", description="Average the runs under PATHs over seeds into the results table."
+    )
+    parser.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="run or multirun folders, or one above (outputs/)"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="folder for results.md/.csv, the plot and TensorBoard (<first PATH>/report)"
+    )
+    return parser
+
+
+def report(paths: list[Path], out: Path) -> None:
+    """Print the table and write it, its CSV, the figure and its TensorBoard events to `out`."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the report")
+    runs = collect(paths)
+    finished = [run for run in runs if run.metrics is not None]
+    rows = build_rows(finished)
+    table = markdown(rows, runs)
+    print(table, end="")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "results.md", table)
+    write_text(out / "results.csv", csv_text(rows))
+    figure = accuracy_vs_ratio(rows)
+    if figure is None:
+        (out / "accuracy_vs_ratio.png").unlink(missing_ok=True)  # an older one would show other runs
+        print("no pseudo-label runs with a ratio: accuracy_vs_ratio.png not drawn", file=sys.stderr)
+    else:
+        replace_with(out / "accuracy_vs_ratio.png", lambda tmp: figure.savefig(tmp, format="png", dpi=120))
+    log_report(out / "tensorboard", table, figure, step=len(finished))
+    print(f"report written to {out}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        report(args.paths, args.out or args.paths[0] / "report")
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

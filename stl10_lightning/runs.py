@@ -1,0 +1,25 @@
+"""Finding earlier runs by path: the later stages start from the newest finished run of an earlier one."""
+
+import logging
+from pathlib import Path
+
+from stl10_lightning.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def newest_finished_run(stage: str, outputs: str | Path = "outputs", needs: str = "metrics.json") -> Path:
+    """The most recently finished run folder of `stage` (it has metrics.json and `needs`)."""
+    finished = [
+        path.parent
+        for path in Path(outputs, stage).glob("**/metrics.json")
+        if (path.parent / needs).is_file() and "report" not in path.parts
+    ]
+    if not finished:
+        raise UserError(
+            f"no finished {stage} run under {Path(outputs, stage)}; run `python train.py stage={stage}` "
+            "first, or give the run folder or file explicitly"
+        )
+    newest = max(finished, key=lambda run: (run / "metrics.json").stat().st_mtime)
+    log.info("using the newest finished %s run: %s", stage, newest)
+    return newest

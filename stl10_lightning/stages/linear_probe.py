@@ -1,0 +1,108 @@
+"""LinearProbe: a linear classifier on a frozen pretrained backbone (or, optionally, fine-tuning it)."""
+
+import torch
+
+from stl10_lightning.models.backbone_file import load_backbone
+from stl10_lightning.runs import newest_finished_run
+from stl10_lightning.stages.optim import build_optimizer, global_batch, with_schedule
+from stl10_lightning.stages.supervised import SupervisedResNet
+
+
+class LinearProbe(SupervisedResNet):
+    """The supervised stage's head and metrics on top of weights from `source`.
+
+        `source` is a backbone.pt, a Barlow Twins run folder, or a supervised checkpoint or run (to compare
+        representations); by default the newest finished Barlow Twins run. The backbone config must match
+        the file's architecture, and every key must load.
+
+        Frozen (the default), the backbone stays in eval mode, so BatchNorm never updates, and its features
+        are computed once before fit and served from memory: the probe trains in seconds
+    (`cache_features=False` recomputes them from the same images every step, for comparison). With
+        `augment_features`, features are recomputed from augmented images every epoch; with `finetune`,
+        the backbone trains too, at `backbone_lr`.
+    """
+
+    def __init__(
+        self,
+        backbone: dict,
+        optimizer: dict,
+        source: str | None = None,
+        augment_features: bool = False,
+        finetune: bool = False,
+        backbone_lr: float = 0.005,
+        num_classes: int = 10,
+        image_size: int = 96,
+        schedule: str = "cosine",
+        warmup_epochs: float = 0,
+        augment: dict | None = None,
+        cache_features: bool = True,
+    ):
+        super().__init__(backbone, optimizer, num_classes, image_size, schedule, warmup_epochs, 0.0, augment)
+        if source is None:
+            source = newest_finished_run("barlow_twins", needs="backbone.pt")
+        self.hparams.source = str(load_backbone(self.backbone, backbone, source))
+        self.backbone.requires_grad_(finetune)
+        self.train(self.training)  # frozen: eval mode from the start, not only from the first .train()
+        self.caches_features = cache_features and not (augment_features or finetune)
+        self.serving_features = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if not self.hparams.finetune:
+            self.backbone.eval()
+        return self
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Logits of normalized images, or of cached backbone features once those are served."""
+        return self.head(inputs if self.serving_features else self.backbone(inputs))
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if self.serving_features:
+            return batch
+        images, labels = batch
+        augmented = self.trainer.training and (self.hparams.augment_features or self.hparams.finetune)
+        return (self.train_transform if augmented else self.eval_transform)(images), labels
+
+    def setup(self, stage: str) -> None:
+        """Cache before fit counts its steps (that loads the train loader, which then stays)."""
+        if stage != "fit" or not self.caches_features or self.serving_features:
+            return
+        self.backbone.to(self.trainer.strategy.root_device)
+        datamodule = self.trainer.datamodule
+        loaders = {
+            "train": datamodule.labeled_eval_dataloader(),
+            "val": datamodule.val_dataloader(),
+            "test": datamodule.test_dataloader(),
+        }
+        with torch.random.fork_rng(
+            devices=[]
+        ):  # each loader iterator draws a seed: keep training's RNG as is
+            features = {name: self._features(loader) for name, loader in loaders.items()}
+        datamodule.serve_features(features)
+        self.serving_features = True
+
+    @torch.no_grad()
+    def _features(self, loader) -> tuple[torch.Tensor, torch.Tensor]:
+        features, labels = [], []
+        for images, batch_labels in loader:
+            images = images.to(self.trainer.strategy.root_device)
+            features.append(self.backbone(self.eval_transform(images)).float().cpu())
+            labels.append(batch_labels)
+        return torch.cat(features), torch.cat(labels)
+
+    def configure_optimizers(self):
+        backbone = {
+            "params": list(self.backbone.parameters()),
+            "lr": self.hparams.backbone_lr,
+            "name": "backbone",
+        }
+        optimizer = build_optimizer(
+            self.hparams.optimizer,
+            self.head,
+            extra_groups=(backbone,) if self.hparams.finetune else (),
+            global_batch=global_batch(self, self.trainer.datamodule.hparams.batch_size),
+        )
+        return with_schedule(self, optimizer, self.hparams.schedule, self.hparams.warmup_epochs)
+
+    def run_summary(self, run_dir) -> dict:
+        return {"backbone_source": self.hparams.source}
