@@ -6,7 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from stl10_lightning.data import synthetic
-from stl10_lightning.train import CONFIG_DIR, _user_error
+from stl10_lightning.train import CONFIG_DIR, _user_error, train
 
 # Small enough to generate in about a second, large enough for a tiny CNN to learn the shapes.
 SYNTHETIC = {"train": 1000, "test": 300, "unlabeled": 400, "seed": 0}
@@ -64,8 +64,6 @@ PRETRAIN_EPOCHS = 16
 @pytest.fixture(scope="session")
 def pretrained_run(synthetic_root, tmp_path_factory):
     """A finished Barlow Twins run: (run folder, final metrics), shared by the probe and teacher tests."""
-    from stl10_lightning.train import train
-
     run_dir = tmp_path_factory.mktemp("barlow_twins")
     metrics = train(compose_tiny(synthetic_root, run_dir, *PRETRAIN, f"trainer.max_epochs={PRETRAIN_EPOCHS}"))
     return run_dir, metrics
@@ -79,3 +77,19 @@ def raises_user_error(pattern: str):
     error = _user_error(info.value)
     assert error is not None, info.value
     assert re.search(pattern, str(error)), str(error)
+
+
+@pytest.fixture(scope="session")
+def finished_run(synthetic_root, tmp_path_factory):
+    """15 epochs of the tiny supervised model (~10 s): it learns the synthetic shapes to ~60% (chance
+    is 10%), confident enough to serve as a pseudo-label teacher."""
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = compose_tiny(
+        synthetic_root,
+        run_dir,
+        "trainer.max_epochs=15",
+        "optimizer=adamw",  # converges in fewer steps than SGD on this tiny budget
+        "model.augment.cutout=0",
+        "model.warmup_epochs=1",
+    )
+    return run_dir, train(cfg)

@@ -73,29 +73,12 @@ def test_student_data_is_labeled_plus_kept_with_pseudo_labels_as_targets(synthet
     assert all(any(torch.equal(p, u) for u in unlabeled_images) for p in pseudo_images)
 
 
-@pytest.fixture(scope="module")
-def teacher_run(synthetic_root, tmp_path_factory):
-    """A supervised run confident enough that some unlabeled images pass 0.99."""
-    from tests.conftest import compose_tiny
-
-    run_dir = tmp_path_factory.mktemp("teacher")
-    cfg = compose_tiny(
-        synthetic_root,
-        run_dir,
-        "trainer.max_epochs=12",
-        "optimizer=adamw",
-        "model.augment.cutout=0",
-        "model.warmup_epochs=1",
-    )
-    return run_dir, train(cfg)
-
-
 def pseudo_cfg(make_cfg, teacher, *overrides):
     return make_cfg("stage=pseudo_label", f"pseudo.teacher={teacher}", "ratio=0.4", *overrides)
 
 
-def test_student_trains_on_kept_images_and_records_them(teacher_run, make_cfg, tmp_path):
-    teacher_dir, teacher_metrics = teacher_run
+def test_student_trains_on_kept_images_and_records_them(finished_run, make_cfg, tmp_path):
+    teacher_dir, teacher_metrics = finished_run
     metrics = train(pseudo_cfg(make_cfg, teacher_dir, "pseudo.threshold=0.9", "trainer.max_epochs=2"))
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["unlabeled_used"] == 400 and saved["ratio"] == 0.4 and saved["threshold"] == 0.9
@@ -105,8 +88,8 @@ def test_student_trains_on_kept_images_and_records_them(teacher_run, make_cfg, t
     assert saved["teacher"].endswith("best.ckpt") and "test/acc" in metrics
 
 
-def test_zero_kept_warns_and_trains_on_labeled_only(teacher_run, make_cfg, tmp_path, caplog):
-    teacher_dir, _ = teacher_run
+def test_zero_kept_warns_and_trains_on_labeled_only(finished_run, make_cfg, tmp_path, caplog):
+    teacher_dir, _ = finished_run
     train(pseudo_cfg(make_cfg, teacher_dir, "pseudo.threshold=1.0", "debug=fast_dev_run"))
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["kept"] == 0 and "no unlabeled image reached confidence 1.0" in caplog.text
@@ -121,8 +104,8 @@ def test_zero_kept_warns_and_trains_on_labeled_only(teacher_run, make_cfg, tmp_p
         (["data.val_size=50"], "trained with another train/val split .*data.val_size=100"),
     ],
 )
-def test_bad_pseudo_settings(teacher_run, make_cfg, overrides, message):
-    teacher_dir, _ = teacher_run
+def test_bad_pseudo_settings(finished_run, make_cfg, overrides, message):
+    teacher_dir, _ = finished_run
     with raises_user_error(message):
         train(pseudo_cfg(make_cfg, teacher_dir, "debug=fast_dev_run", *overrides))
 
@@ -140,8 +123,8 @@ def test_a_barlow_twins_run_is_no_teacher(pretrained_run, make_cfg):
         train(pseudo_cfg(make_cfg, run_dir, "debug=fast_dev_run"))
 
 
-def test_multirun_of_two_ratios_writes_two_folders(teacher_run, synthetic_root, tmp_path):
-    teacher_dir, _ = teacher_run
+def test_multirun_of_two_ratios_writes_two_folders(finished_run, synthetic_root, tmp_path):
+    teacher_dir, _ = finished_run
     command = [
         sys.executable, "train.py", "-m", "stage=pseudo_label", "ratio=0.1,0.2",
         f"pseudo.teacher={teacher_dir}",

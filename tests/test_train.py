@@ -49,21 +49,6 @@ def test_runs_without_a_logger(make_cfg, tmp_path):
     assert (tmp_path / "run" / "metrics.json").exists() and not (tmp_path / "run" / "tensorboard").exists()
 
 
-@pytest.fixture(scope="module")
-def finished_run(synthetic_root, tmp_path_factory):
-    """15 epochs of the tiny model (~8 s): it learns the synthetic shapes to ~60% (chance is 10%)."""
-    run_dir = tmp_path_factory.mktemp("run")
-    cfg = compose_tiny(
-        synthetic_root,
-        run_dir,
-        "trainer.max_epochs=15",
-        "optimizer=adamw",  # converges in fewer steps than SGD on this tiny budget
-        "model.augment.cutout=0",
-        "model.warmup_epochs=1",
-    )
-    return run_dir, train(cfg)
-
-
 def test_run_folder_is_complete(finished_run):
     run_dir, metrics = finished_run
     assert (run_dir / "config.yaml").read_text().count("${") == 0  # resolved

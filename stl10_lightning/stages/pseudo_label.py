@@ -129,6 +129,7 @@ class PseudoLabelModule(SupervisedResNet):
             "val_kept_frac": len(val_kept) / len(val_labels),
         }
         log.info("pseudo-labels: %s", {k: v for k, v in self.summary.items() if k != "kept_per_class"})
+        self._teacher.model = None  # labeling is done: free the teacher's memory for the student
 
     def _check_split(self, data: dict) -> None:
         teacher = self._teacher.data
