@@ -88,6 +88,16 @@ def test_student_trains_on_kept_images_and_records_them(finished_run, make_cfg, 
     assert saved["teacher"].endswith("best.ckpt") and "test/acc" in metrics
 
 
+def test_a_student_can_teach_the_next_round(finished_run, make_cfg, tmp_path):
+    """Iterative self-training is a chain of runs: a pseudo_label run is itself a teacher."""
+    teacher_dir, _ = finished_run
+    first = ["pseudo.threshold=0.9", "trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
+    train(pseudo_cfg(make_cfg, teacher_dir, *first, f"run_dir={tmp_path / 'round1'}"))
+    train(pseudo_cfg(make_cfg, tmp_path / "round1", "pseudo.threshold=0.5", "debug=fast_dev_run"))
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["teacher"] == str(tmp_path / "round1" / "checkpoints" / "best.ckpt")
+
+
 def test_zero_kept_warns_and_trains_on_labeled_only(finished_run, make_cfg, tmp_path, caplog):
     teacher_dir, _ = finished_run
     train(pseudo_cfg(make_cfg, teacher_dir, "pseudo.threshold=1.0", "debug=fast_dev_run"))
