@@ -1,14 +1,60 @@
-"""Resuming a run in its own folder, with the settings it started with."""
+"""The run folder: one Hydra can create, and on resume the run's own, with the settings it started with."""
 
+import os
+import sys
 from pathlib import Path
 
+import pytorch_lightning as pl
+import torch
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from packaging.version import Version
 
 from stl10_lightning.errors import UserError
 
 # What a resumed run must share with the run it continues: the model and the data it trains on.
 # (The schedule length, trainer.max_epochs, is checked by the stage against the checkpoint.)
 MUST_MATCH = ("model", "data.image_size", "data.val_size", "data.fold", "data.seed", "data.batch_size")
+
+
+# What every Lightning training checkpoint holds; a backbone.pt or a bare state_dict lacks them.
+LIGHTNING_KEYS = {"state_dict", "epoch", "global_step", "loops", "pytorch-lightning_version"}
+
+
+def check_checkpoint(ckpt_path: str, cfg: DictConfig) -> None:
+    """Refuse a ckpt_path that cannot resume this stage with one line, before Lightning reads it.
+
+    Read with weights_only=True, so a pickle that would run code is refused, never run, and with
+    mmap=True, so the tensors stay on disk: Lightning reads the file again when it resumes.
+    """
+    if not Path(ckpt_path).is_file():
+        raise UserError(f"ckpt_path={ckpt_path} does not exist; give the path of a .ckpt file to resume")
+    try:
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:
+        raise UserError(
+            f"cannot read ckpt_path={ckpt_path} ({type(err).__name__}): the file is truncated, is not a "
+            "checkpoint, or holds objects that only running its code could build, which is refused"
+        ) from err
+    if not isinstance(checkpoint, dict) or not checkpoint.keys() >= LIGHTNING_KEYS:
+        raise UserError(
+            f"ckpt_path={ckpt_path} is not a Lightning training checkpoint (weights such as backbone.pt are "
+            "a starting point: probe.backbone=); give <run>/checkpoints/last.ckpt to resume"
+        )
+    written_by = str(checkpoint["pytorch-lightning_version"])
+    if Version(written_by).major > Version(pl.__version__).major:
+        raise UserError(
+            f"ckpt_path={ckpt_path} was written by Lightning {written_by}, newer than this install "
+            f"({pl.__version__}); resume it with the Lightning version that wrote it"
+        )
+    saved = set(checkpoint.get("hyper_parameters", {}))
+    wanted = {key for key in cfg.model if not key.startswith("_")}
+    if saved != wanted:
+        raise UserError(
+            f"ckpt_path={ckpt_path} holds another stage's model than stage={cfg.stage.name} (settings "
+            f"{sorted(saved - wanted)[:3]} instead of {sorted(wanted - saved)[:3]}); resume it with the "
+            "stage that wrote it"
+        )
 
 
 def run_folder_for(ckpt_path: str | None, fresh: str) -> str:
@@ -21,6 +67,30 @@ def run_folder_for(ckpt_path: str | None, fresh: str) -> str:
         if checkpoints.name == "checkpoints" and (checkpoints.parent / "config.yaml").is_file():
             return str(checkpoints.parent)
     return fresh
+
+
+class WritableOutputFolder(Callback):
+    """Hydra creates the run (or sweep) folder before train.py runs; a folder it cannot create would end
+    in Hydra's traceback, so check first and stop with one line, as train.py does (conf/train.yaml).
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        _exit_unless_writable(Path(str(config.hydra.run.dir)), "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        _exit_unless_writable(Path(str(config.hydra.sweep.dir)), "hydra.sweep.dir")
+
+
+def _exit_unless_writable(folder: Path, key: str) -> None:
+    existing = next(path for path in (folder.absolute(), *folder.absolute().parents) if path.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "not a folder" if not existing.is_dir() else "not writable"
+        print(
+            f"error: cannot create the output folder {folder}: {existing} is {what}; set {key}= to a "
+            "writable place",
+            file=sys.stderr,
+        )
+        sys.exit(2)
 
 
 def _settings(config: DictConfig) -> dict:

@@ -16,21 +16,16 @@ from pytorch_lightning.core.saving import save_hparams_to_yaml
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
-from stl10_lightning import atomic, resume
-from stl10_lightning.errors import UserError
+from stl10_lightning import atomic, resume, startup
+from stl10_lightning.ddp_launch import other_ranks_join_this_run
+from stl10_lightning.errors import user_error_behind
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger(__name__)
 # By design the stage, not the data module, transforms batches on the device; Lightning warns about it.
 warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
 
-
 OmegaConf.register_new_resolver("run_folder_for", resume.run_folder_for, replace=True)  # conf/train.yaml
-
-
-def _instantiate_all(group: DictConfig | None) -> list:
-    """Instantiate every entry of a callbacks/logger group; `null` entries switch one off."""
-    return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
 
 
 def _final_metrics(results: list[dict]) -> dict[str, float]:
@@ -52,22 +47,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.ckpt_path is not None:
-        if not Path(cfg.ckpt_path).is_file():
-            raise UserError(
-                f"ckpt_path={cfg.ckpt_path} does not exist; give the path of a .ckpt file to resume"
-            )
+        resume.check_checkpoint(cfg.ckpt_path, cfg)
         if (run_dir / "config.yaml").is_file():
             resume.check_same_settings(cfg, run_dir / "config.yaml")
-    (run_dir / "metrics.json").unlink(missing_ok=True)  # a resumed run is unfinished until it ends
     if cfg.seed is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    trainer = startup.make_trainer(cfg)
+    if trainer.global_rank == 0:  # under DDP the other ranks share the folder and only read it
+        (run_dir / "metrics.json").unlink(missing_ok=True)  # a resumed run is unfinished until it ends
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    with other_ranks_join_this_run(run_dir):
+        return _fit_and_evaluate(cfg, trainer, run_dir)
 
+
+def _fit_and_evaluate(cfg: DictConfig, trainer: pl.Trainer, run_dir: Path) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=_instantiate_all(cfg.callbacks), logger=_instantiate_all(cfg.logger) or False
-    )
+    startup.check_image_size(model, cfg)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
 
     # The monitored checkpoint; fast_dev_run saves none, so the weights in memory are evaluated then.
@@ -103,18 +99,11 @@ def main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg).get(cfg.stage.monitor)
     except Exception as err:
-        user_error = _user_error(err)
+        user_error = user_error_behind(err, cfg.run_dir)
         if user_error is None:
             raise
         print(f"error: {user_error}", file=sys.stderr)
         sys.exit(2)
-
-
-def _user_error(err: BaseException | None) -> UserError | None:
-    """The UserError behind `err`; Hydra's instantiate wraps errors raised in constructors."""
-    while err is not None and not isinstance(err, UserError):
-        err = err.__cause__
-    return err
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from stl10_lightning.data import synthetic
-from stl10_lightning.train import CONFIG_DIR, _user_error, train
+from stl10_lightning.errors import UserError, find_cause
+from stl10_lightning.train import CONFIG_DIR, train
 
 # Small enough to generate in about a second, large enough for a tiny CNN to learn the shapes.
 SYNTHETIC = {"train": 1000, "test": 300, "unlabeled": 400, "seed": 0}
@@ -74,7 +75,7 @@ def raises_user_error(pattern: str):
     """Like pytest.raises(UserError, match=...), also when Hydra's instantiate wraps the error."""
     with pytest.raises(Exception) as info:
         yield
-    error = _user_error(info.value)
+    error = find_cause(info.value, UserError)
     assert error is not None, info.value
     assert re.search(pattern, str(error)), str(error)
 

@@ -1,5 +1,6 @@
 """Each bad input stops the run with one line that says what is wrong, and a non-zero exit."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -8,8 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from stl10_lightning.train import main
+from stl10_lightning.models import TinyNet
+from stl10_lightning.models.backbone_file import save_backbone
+from stl10_lightning.train import main, train
+from tests.conftest import compose_tiny
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -89,3 +94,162 @@ def test_unknown_stage_or_backbone(monkeypatch, capfd, tmp_path, override, messa
     code, err = run_main(monkeypatch, capfd, tmp_path, override)
     assert code == 1  # Hydra's own message, with the available options
     assert f"Could not find '{message}'" in err and "Traceback" not in err
+
+
+def lightning_checkpoint(path: Path, **changes) -> Path:
+    """A file in the layout of a supervised stage's Lightning checkpoint, with `changes` applied."""
+    hparams = dict.fromkeys(
+        ["backbone", "optimizer", "num_classes", "image_size", "schedule", "warmup_epochs", "label_smoothing"]
+    )
+    checkpoint = {
+        "state_dict": {"head.weight": torch.zeros(10, 32)},
+        "epoch": 0,
+        "global_step": 10,
+        "loops": {},
+        "pytorch-lightning_version": "2.6.6",
+        "hyper_parameters": {**hparams, "augment": {}},
+        **changes,
+    }
+    torch.save(checkpoint, path)
+    return path
+
+
+def truncated(path: Path) -> Path:
+    with path.open("r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda p: truncated(lightning_checkpoint(p)),
+            r"cannot read ckpt_path=.*last.ckpt \(RuntimeError\): the file is",
+        ),
+        (
+            lambda p: (
+                save_backbone(p, {"_target_": "stl10_lightning.models.TinyNet", "width": 32}, TinyNet()) or p
+            ),
+            r"last.ckpt is not a Lightning training checkpoint \(weights such as backbone.pt",
+        ),
+        (
+            lambda p: lightning_checkpoint(p, **{"pytorch-lightning_version": "3.0.0"}),
+            r"was written by Lightning 3.0.0, newer than this install",
+        ),
+        (
+            lambda p: lightning_checkpoint(
+                p, hyper_parameters={"backbone": {}, "projector": "64", "lambd": 0.005}
+            ),
+            r"holds another stage's model than stage=supervised \(settings \['lambd', 'projector'\]",
+        ),
+    ],
+    ids=["truncated", "a backbone file", "newer Lightning", "another stage"],
+)
+def test_unusable_checkpoints_to_resume(monkeypatch, capfd, tmp_path, synthetic_root, make, message):
+    ckpt = make(tmp_path / "last.ckpt")
+    code, err = run_main(monkeypatch, capfd, tmp_path, f"data.root={synthetic_root}", f"ckpt_path={ckpt}")
+    assert code == 2
+    assert_one_line_error(err, message)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_an_output_folder_that_cannot_be_created(monkeypatch, capfd, tmp_path, synthetic_root):
+    """A path under a file: refused for root too, which writes into folders whatever their mode."""
+    (tmp_path / "file").write_text("")
+    code, err = run_main(
+        monkeypatch, capfd, tmp_path, f"data.root={synthetic_root}", f"hydra.run.dir={tmp_path}/file/run"
+    )
+    assert code == 2
+    assert_one_line_error(
+        err, r"cannot create the output folder .*file/run: .*file is not a folder; set hydra.run.dir="
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_an_output_folder_without_write_permission(monkeypatch, capfd, tmp_path, synthetic_root):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    code, err = run_main(
+        monkeypatch, capfd, tmp_path, f"data.root={synthetic_root}", f"hydra.run.dir={locked}/run"
+    )
+    assert code == 2
+    assert_one_line_error(err, r"cannot create the output folder .*locked/run: .*locked is not writable")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        pytest.param(
+            ["trainer.accelerator=gpu"],
+            r"the trainer settings do not fit this machine: No supported gpu backend found!",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+            id="accelerator=gpu without a GPU",
+        ),
+        pytest.param(
+            ["trainer.devices=4096"],
+            r"trainer.devices=4096 asks for 4096 CPU processes on a machine with \d+ cores; use at most",
+            id="more CPU devices than cores",
+        ),
+        pytest.param(
+            ["backbone=resnet9", "data.image_size=4"],
+            r"data.image_size=4 is too small for backbone resnet9\(width=64\) \(.*\); use a larger size",
+            id="image too small for the backbone",
+        ),
+        pytest.param(
+            ["stage=pseudo_label", "pseudo.threshold=1.5"],
+            r"pseudo.threshold=1.5 must be in \(0, 1\]",
+            id="threshold outside (0, 1]",
+        ),
+        pytest.param(
+            ["stage=barlow_twins", "model.projector=8192-x"],
+            r"model.projector='8192-x' is not a list of layer widths",
+            id="projector that does not parse",
+        ),
+        pytest.param(
+            ["stage=barlow_twins", "model.projector=64-64", "data.batch_size=1"],
+            r"data.batch_size=1: Barlow Twins normalizes each view over the batch, which needs at least 2",
+            id="Barlow Twins batch of one",
+        ),
+        pytest.param(
+            ["stage=linear_probe", "probe.backbone=nowhere/backbone.pt"],
+            r"nowhere/backbone.pt does not exist; give a backbone.pt, a .ckpt file or a run folder",
+            id="probe.backbone missing",
+        ),
+    ],
+)
+def test_settings_refused_at_startup(monkeypatch, capfd, tmp_path, synthetic_root, overrides, message):
+    code, err = run_main(
+        monkeypatch, capfd, tmp_path, f"data.root={synthetic_root}", "debug=fast_dev_run", *overrides
+    )
+    assert code == 2
+    assert_one_line_error(err, message)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.fixture(scope="module")
+def teacher(synthetic_root, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("teacher")
+    train(compose_tiny(synthetic_root, run_dir, "trainer.max_epochs=1", "+trainer.limit_train_batches=2"))
+    return run_dir
+
+
+def test_a_ratio_above_the_unlabeled_images(monkeypatch, capfd, tmp_path, synthetic_root, teacher):
+    pseudo = ["stage=pseudo_label", f"pseudo.teacher={teacher}", "data.val_size=100", "debug=fast_dev_run"]
+    code, err = run_main(monkeypatch, capfd, tmp_path, f"data.root={synthetic_root}", *pseudo, "ratio=1")
+    assert code == 2
+    assert_one_line_error(
+        err, r"ratio=1 asks for 1000 unlabeled images \(1 x 1000 labeled\) but the dataset has 400"
+    )
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk(monkeypatch, capfd, tmp_path, synthetic_root):
+    """Writes to /dev/full fail as on a full disk (the real thing: see the README's manual check)."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").symlink_to("/dev/full")
+    code, err = run_main(monkeypatch, capfd, tmp_path, f"data.root={synthetic_root}", "debug=fast_dev_run")
+    assert code == 2
+    assert_one_line_error(err, r"no space left to write .*run; free some space")
+    assert not (tmp_path / "run" / "metrics.json").exists()

@@ -40,7 +40,8 @@ def test_probe_beats_random_init_backbone(pretrained_run, make_cfg, tmp_path):
     save_backbone(tmp_path / "random.pt", TINY, TinyNet())
     random_init = train(probe_cfg(make_cfg, tmp_path / "random.pt", f"run_dir={tmp_path / 'random'}"))
     assert pretrained["test/acc"] > random_init["test/acc"] + 0.05, (pretrained, random_init)
-    print(f"probe test accuracy: pretrained {pretrained['test/acc']:.3f}, random init {random_init['test/acc']:.3f}")
+    figures = pretrained["test/acc"], random_init["test/acc"]
+    print("probe test accuracy: pretrained {:.3f}, random init {:.3f}".format(*figures))
 
 
 def test_cached_features_train_the_same_probe_as_forward_passes(pretrained_run, make_cfg, tmp_path):

@@ -70,6 +70,31 @@ def read_backbone(source: str | Path) -> tuple[dict, dict[str, torch.Tensor], Pa
     )
 
 
+def check_buildable(config: dict, path: Path) -> None:
+    """Refuse to build a config read from a file unless every `_target_` in it is one of our backbones.
+
+    weights_only stops pickles from running code, but a plain-data config can still name any callable
+    (`builtins.open` with mode "w" passes Hydra's blocklist), so a shared file must not choose it.
+    """
+    targets = _targets(config)
+    foreign = [target for target in targets if not target.startswith(f"{__package__}.")]
+    if foreign or not targets:
+        raise UserError(
+            f"{path} asks to build {foreign or 'no class'}, not a backbone of this project "
+            f"({__package__}.*); refusing to run it"
+        )
+
+
+def _targets(value) -> list[str]:
+    """Every `_target_` in a nested config: Hydra's instantiate builds nested ones too."""
+    if isinstance(value, dict):
+        own = [str(value["_target_"])] if "_target_" in value else []
+        return own + [target for item in value.values() for target in _targets(item)]
+    if isinstance(value, list | tuple):
+        return [target for item in value for target in _targets(item)]
+    return []
+
+
 def architecture(config: dict) -> dict:
     """The keys that define the weights' shapes: everything but regularization such as dropout."""
     return {key: value for key, value in config.items() if key not in ("dropout",)}

@@ -113,7 +113,8 @@ class BarlowTwinsModule(pl.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels = batch
         if len(images) > 1:  # a batch of one has no batch statistics for the loss
-            self.log("ssl/val_loss", self._ssl_loss(images)["loss"], on_epoch=True, batch_size=len(images))
+            loss = self._ssl_loss(images)["loss"]
+            self.log("ssl/val_loss", loss, on_epoch=True, batch_size=len(images), sync_dist=True)
         features = self(self.eval_transform(images))
         self.probe_val_acc.update(self.probe(features), labels)
         if self._monitoring_epoch():
@@ -134,7 +135,7 @@ class BarlowTwinsModule(pl.LightningModule):
             return
         features, labels, thumbnails = (torch.cat(parts) for parts in zip(*self._val_outputs, strict=True))
         self._val_outputs.clear()
-        features, labels = self._gather(features), self._gather(labels)
+        features, labels, thumbnails = (self._gather(part) for part in (features, labels, thumbnails))
         bank, bank_labels = self._labeled_train_features()
         for k in self.hparams.knn_k:
             predictions = knn_predict(
@@ -161,6 +162,16 @@ class BarlowTwinsModule(pl.LightningModule):
             features.append(self._frozen_features(images.to(self.device)))
             labels.append(batch_labels.to(self.device))
         return torch.cat(features), torch.cat(labels)
+
+    def setup(self, stage: str) -> None:
+        """A batch of one fails in the projector's BatchNorm mid-step; refuse it before fit, in one line."""
+        data = self.trainer.datamodule.hparams
+        batch = data.unlabeled_batch_size or data.batch_size
+        if stage == "fit" and batch * self.trainer.world_size < 2:
+            raise UserError(
+                f"data.batch_size={batch}: Barlow Twins normalizes each view over the batch, which needs at "
+                "least 2 images; use data.batch_size >= 2"
+            )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         remember_schedule_length(self, checkpoint)

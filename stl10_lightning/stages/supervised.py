@@ -80,7 +80,7 @@ class SupervisedResNet(pl.LightningModule):
         images, labels = batch
         logits = self(images)
         metrics.update(logits, labels)
-        self.log(f"{prefix}/loss", F.cross_entropy(logits, labels), on_epoch=True)
+        self.log(f"{prefix}/loss", F.cross_entropy(logits, labels), on_epoch=True, sync_dist=True)
         return logits
 
     def validation_step(self, batch, batch_idx: int) -> None:

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from stl10_lightning.data.transforms import eval_transform
 from stl10_lightning.errors import UserError
-from stl10_lightning.models.backbone_file import resolve
+from stl10_lightning.models.backbone_file import check_buildable, resolve
 
 
 class Classifier(nn.Module):
@@ -60,6 +60,7 @@ def load_teacher(source: str | Path) -> Teacher:
             f"{path} is not a classifier checkpoint (a barlow_twins run has no head); give a supervised "
             "or linear_probe run as pseudo.teacher"
         )
+    check_buildable(settings["backbone"], path)  # the checkpoint's own config is built below
     model = Classifier(settings["backbone"], settings.get("num_classes", 10), settings.get("image_size", 96))
     wanted = {name: weights[name] for name in model.state_dict() if name in weights}
     missing, unexpected = model.load_state_dict(wanted, strict=False)
@@ -87,12 +88,12 @@ def predict(
             if flip_average:
                 probabilities = (probabilities + model(images.flip(-1)).float().softmax(dim=1)) / 2
         confidence, prediction = probabilities.max(dim=1)
-        confidences.append(confidence.cpu())
-        predictions.append(prediction.cpu())
+        confidences.append(confidence)  # kept on the device: a .cpu() per batch would wait for the GPU
+        predictions.append(prediction)
         if isinstance(batch, list | tuple):
             labels.append(batch[1])
     true = torch.cat(labels).numpy() if labels else None
-    return torch.cat(confidences).numpy(), torch.cat(predictions).numpy(), true
+    return torch.cat(confidences).cpu().numpy(), torch.cat(predictions).cpu().numpy(), true
 
 
 def select(

@@ -1,0 +1,121 @@
+"""`trainer=ddp` with two gloo processes on CPU, for every stage, as users start it: `python train.py`.
+
+Lightning starts rank 1 by running train.py again; both ranks must share one run folder (and, in a
+sweep, one sweep folder), and only rank 0 writes results.
+"""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from stl10_lightning.data import STL10DataModule
+from stl10_lightning.data.transforms import eval_transform
+from stl10_lightning.models.backbone_file import read_backbone
+from stl10_lightning.stages.knn import knn_predict
+from stl10_lightning.train import train
+from tests.conftest import compose_tiny
+from tests.test_train import stage_inputs
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def train_ddp(cwd: Path, root: Path, *overrides: str, sweep: bool = False) -> None:
+    """`python train.py trainer=ddp ...` (2 processes) in `cwd`, so its outputs/ lands there."""
+    command = [
+        sys.executable, str(REPO / "train.py"), *(["-m"] if sweep else []),
+        "trainer=ddp", "trainer.accelerator=cpu", "debug=fast_dev_run", f"data.root={root}", "backbone=tiny",
+        "data.image_size=32", "data.val_size=100", "data.batch_size=64", "callbacks.progress_bar=null",
+        *overrides,
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+def only_folder(parent: Path) -> Path:
+    folders = list(parent.iterdir())
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def rank_logs(run_dir: Path) -> tuple[str, str]:
+    """The logs of rank 0 (Hydra's train.log) and rank 1 (named by Lightning's launcher)."""
+    return (run_dir / "train.log").read_text(), (run_dir / "train_ddp_process_1.log").read_text()
+
+
+def logged_metrics(log: str) -> dict:
+    line = next(line for line in log.splitlines() if "- metrics: " in line)
+    return ast.literal_eval(line.split("- metrics: ", 1)[1])
+
+
+def assert_one_finished_run_of_two_ranks(run_dir: Path) -> dict:
+    for log in rank_logs(run_dir):
+        assert f"run folder: {run_dir}" in log
+    assert not list(run_dir.glob(".*.tmp"))
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_a_sweep_under_ddp_writes_one_folder_per_job(synthetic_root, tmp_path):
+    train_ddp(tmp_path, synthetic_root, "seed=1,2", sweep=True)
+    sweep = only_folder(tmp_path / "outputs" / "supervised")  # rank 1 started no sweep of its own
+    assert sorted(path.name for path in sweep.iterdir() if path.is_dir()) == ["0", "1"]
+    for job, seed in [("0", 1), ("1", 2)]:
+        metrics = assert_one_finished_run_of_two_ranks(sweep / job)
+        assert metrics["seed"] == seed and "test/acc" in metrics
+        # metrics.json holds rank 0's numbers (val/loss is each rank's own mean)
+        assert round(metrics["val/loss"], 4) == logged_metrics(rank_logs(sweep / job)[0])["val/loss"]
+
+
+def test_barlow_twins_under_ddp_scores_knn_on_the_whole_val_split(synthetic_root, tmp_path):
+    train_ddp(tmp_path, synthetic_root, "stage=barlow_twins", *stage_inputs("barlow_twins", None, tmp_path))
+    run_dir = only_folder(tmp_path / "outputs" / "barlow_twins")
+    metrics = assert_one_finished_run_of_two_ranks(run_dir)
+    # Each rank validated half of val; the kNN score must be the one of all 100 val images.
+    config, weights, _ = read_backbone(run_dir / "backbone.pt")
+    backbone = instantiate(config)
+    backbone.load_state_dict(weights)
+    datamodule = STL10DataModule(str(synthetic_root), image_size=32, val_size=100, num_workers=0)
+    datamodule.setup()
+    transform = eval_transform(32)
+
+    def features(loader) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            pairs = [(backbone.eval()(transform(images)), labels) for images, labels in loader]
+        return torch.cat([f for f, _ in pairs]), torch.cat([label for _, label in pairs])
+
+    bank, bank_labels = features(datamodule.labeled_eval_dataloader())
+    val, val_labels = features(datamodule.val_dataloader())
+    predictions = knn_predict(val, bank, bank_labels, 200, 0.07, 10)
+    assert metrics["knn/acc"] == pytest.approx((predictions == val_labels).float().mean().item(), abs=1e-6)
+
+
+def test_linear_probe_under_ddp(synthetic_root, tmp_path):
+    train_ddp(tmp_path, synthetic_root, "stage=linear_probe", *stage_inputs("linear_probe", None, tmp_path))
+    metrics = assert_one_finished_run_of_two_ranks(only_folder(tmp_path / "outputs" / "linear_probe"))
+    assert {"val/acc", "test/acc"} <= metrics.keys()
+
+
+@pytest.fixture(scope="module")
+def teacher(synthetic_root, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("teacher")
+    train(compose_tiny(synthetic_root, run_dir, "trainer.max_epochs=1", "+trainer.limit_train_batches=3"))
+    return run_dir
+
+
+def test_pseudo_label_under_ddp_labels_the_same_images_on_every_rank(synthetic_root, teacher, tmp_path):
+    train_ddp(
+        tmp_path, synthetic_root, "stage=pseudo_label", *stage_inputs("pseudo_label", (teacher,), tmp_path)
+    )
+    run_dir = only_folder(tmp_path / "outputs" / "pseudo_label")
+    metrics = assert_one_finished_run_of_two_ranks(run_dir)
+    labeled = [
+        next(line for line in log.splitlines() if "pseudo-labels: " in line) for log in rank_logs(run_dir)
+    ]
+    assert labeled[0].split(" - ", 1)[1] == labeled[1].split(" - ", 1)[1]
+    assert f"'kept': {metrics['kept']}," in labeled[0] and metrics["unlabeled_used"] == 200
