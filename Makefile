@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train demo study report tensorboard lint format clean
+.PHONY: help install test train demo study report bench tensorboard lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ study: install ## the whole study on real STL-10 (GPU): make study DATA=/path/co
 report: install ## the results table of every finished run under outputs/ (or: make report ARGS=<folders>)
 	$(BIN)/stl10-report $(or $(ARGS),outputs)
 
+bench: install ## benchmarks against plain baselines on this machine (~5 min); writes benchmarks/RESULTS.md
+	$(BIN)/python -m benchmarks.run $(ARGS)
+
 tensorboard: install ## serve the dashboard of every run under outputs/
 	$(BIN)/tensorboard --logdir outputs
 
@@ -44,5 +47,5 @@ format: install ## ruff: fix imports and format the code
 	$(BIN)/ruff format .
 
 clean: ## remove run outputs, generated data and caches (keeps .venv)
-	rm -rf outputs/*/ data/synthetic .pytest_cache .ruff_cache
+	rm -rf outputs/*/ data/synthetic benchmarks/.cache .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

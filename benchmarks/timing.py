@@ -1,0 +1,47 @@
+"""How the CPU benchmarks time both sides alike on a small machine shared with other processes.
+
+Two intra-op threads on two cores shared with other jobs spin and wait on each other: the same step
+measured 250 ms with one thread and 800-1,300 ms with two. So the overhead benchmarks run torch on one
+thread and count the CPU time of this process (`cpu_seconds`), which other jobs change far less, and
+each round measures both sides in turn. The ratio is the median over rounds of the two sides' ratio
+within a round: page faults alone vary one side's time by 15% from run to run on this machine.
+"""
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+
+cpu_seconds = time.process_time  # all threads of this process; the benchmarks read data in-process
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def alternate(
+    ours: Callable[[], float], baseline: Callable[[], float], rounds: int
+) -> tuple[list[float], list[float]]:
+    """Every round measures both sides, in turn first, so neither always runs on a warmer cache."""
+    ours_samples, baseline_samples = [], []
+    for number in range(rounds):
+        if number % 2:
+            baseline_samples.append(baseline())
+            ours_samples.append(ours())
+        else:
+            ours_samples.append(ours())
+            baseline_samples.append(baseline())
+    return ours_samples, baseline_samples
+
+
+def median_ratio(ours: list[float], baseline: list[float]) -> float:
+    """The median of ours / baseline over rounds (rates, so above 1 is ours faster)."""
+    return statistics.median(o / b for o, b in zip(ours, baseline, strict=True))
