@@ -1,4 +1,6 @@
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -77,14 +79,21 @@ def test_a_supervised_checkpoint_serves_as_backbone(make_cfg, tmp_path):
 
 def test_default_source_is_the_newest_finished_barlow_twins_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(UserError, match="no finished barlow_twins run under outputs/barlow_twins"):
+    with pytest.raises(UserError, match="no finished barlow_twins run under outputs/"):
         newest_finished_run("barlow_twins", needs="backbone.pt")
-    for name in ("old", "new", "unfinished"):
-        (tmp_path / "outputs" / "barlow_twins" / name).mkdir(parents=True)
-        (tmp_path / "outputs" / "barlow_twins" / name / "backbone.pt").touch()
-    for name in ("old", "new"):
-        (tmp_path / "outputs" / "barlow_twins" / name / "metrics.json").write_text("{}")
-    assert newest_finished_run("barlow_twins", needs="backbone.pt").name == "new"
+    runs = {
+        "barlow_twins/old": "barlow_twins",
+        "study/x/barlow_twins": "barlow_twins",  # a study's run counts too
+        "barlow_twins/unfinished": None,
+        "supervised/newer": "supervised",  # another stage
+    }
+    for finished_at, (name, stage) in enumerate(runs.items()):
+        (tmp_path / "outputs" / name).mkdir(parents=True)
+        (tmp_path / "outputs" / name / "backbone.pt").touch()
+        if stage:
+            (tmp_path / "outputs" / name / "metrics.json").write_text(json.dumps({"stage": stage}))
+            os.utime(tmp_path / "outputs" / name / "metrics.json", (finished_at, finished_at))
+    assert newest_finished_run("barlow_twins", needs="backbone.pt") == Path("outputs/study/x/barlow_twins")
 
 
 def _read(path):
