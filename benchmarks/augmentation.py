@@ -14,7 +14,6 @@ of BATCH_SIZE, shuffled) and hand over both views of every image, normalized flo
 Images/s counts source images (each gives two views), timed over whole batches after a warm-up.
 """
 
-import argparse
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ import torchvision.transforms as T
 from torch.utils.data import DataLoader
 from torchvision.datasets import STL10
 
+from benchmarks.timing import print_rows
 from stl10_lightning.data import synthetic
 from stl10_lightning.data.memmap_images import MemmapImages, keep_batch
 from stl10_lightning.data.ssl_transforms import BarlowTwinsViews, blur_kernel_size
@@ -123,9 +123,4 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="a few batches, to check that it runs")
-    for row in run(parser.parse_args().quick):
-        print(row)
+    print_rows(run, __doc__, "a few batches, to check that it runs")

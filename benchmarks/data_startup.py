@@ -14,7 +14,6 @@ Peak RSS growth is the high-water mark above the resident size just before the l
 mark through /proc/self/clear_refs. Times and memory are medians over the repeats.
 """
 
-import argparse
 import gc
 import multiprocessing
 import statistics
@@ -26,6 +25,7 @@ from torchvision.datasets import STL10
 from torchvision.datasets.utils import check_integrity
 
 from benchmarks.cached_data import synthetic_root
+from benchmarks.timing import print_rows
 from stl10_lightning.data import STL10DataModule
 
 UNLABELED = 20_000
@@ -146,9 +146,4 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="one load per side, to check that it runs")
-    for row in run(parser.parse_args().quick):
-        print(row)
+    print_rows(run, __doc__, "one load per side, to check that it runs")

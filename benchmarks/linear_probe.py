@@ -18,7 +18,6 @@ CPU seconds of this process on one torch thread (see benchmarks/timing.py), one 
 must reach the same test accuracy after 2 epochs.
 """
 
-import argparse
 import tempfile
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 
 from benchmarks.cached_data import synthetic_root
 from benchmarks.lightning_trainer import bench_trainer
-from benchmarks.timing import cpu_seconds, one_thread
+from benchmarks.timing import cpu_seconds, one_thread, print_rows
 from stl10_lightning.data import STL10DataModule
 from stl10_lightning.models import TinyNet
 from stl10_lightning.models.backbone_file import save_backbone
@@ -94,9 +93,4 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="a few epochs, to check that it runs")
-    for row in run(parser.parse_args().quick):
-        print(row)
+    print_rows(run, __doc__, "a few epochs, to check that it runs")

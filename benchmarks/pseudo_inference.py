@@ -12,7 +12,6 @@ in alternating rounds after one untimed pass; the table shows each side's median
 the per-round ratios. Both must predict the same classes.
 """
 
-import argparse
 import statistics
 
 import numpy as np
@@ -22,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from benchmarks.cached_data import synthetic_root
-from benchmarks.timing import alternate, cpu_seconds, median_ratio, one_thread
+from benchmarks.timing import alternate, cpu_seconds, median_ratio, one_thread, print_rows
 from stl10_lightning.data import STL10DataModule
 from stl10_lightning.stages.teacher import Classifier, predict
 
@@ -85,9 +84,4 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="fewer images, to check that it runs")
-    for row in run(parser.parse_args().quick):
-        print(row)
+    print_rows(run, __doc__, "fewer images, to check that it runs")

@@ -7,6 +7,7 @@ each round measures both sides in turn. The ratio is the median over rounds of t
 within a round: page faults alone vary one side's time by 15% from run to run on this machine.
 """
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -45,3 +46,13 @@ def alternate(
 def median_ratio(ours: list[float], baseline: list[float]) -> float:
     """The median of ours / baseline over rounds (rates, so above 1 is ours faster)."""
     return statistics.median(o / b for o, b in zip(ours, baseline, strict=True))
+
+
+def print_rows(run, description: str, quick_help: str) -> None:
+    """The command line of one benchmark module: `python -m benchmarks.<name> [--quick]`."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    for row in run(parser.parse_args().quick):
+        print(row)

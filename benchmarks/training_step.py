@@ -16,7 +16,6 @@ end of the warm-up steps to the end of the last one, in alternating rounds; the 
 median and the median of the per-round ratios.
 """
 
-import argparse
 import copy
 import statistics
 
@@ -27,7 +26,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from benchmarks.cached_data import synthetic_root
 from benchmarks.lightning_trainer import StepClock, bench_trainer
-from benchmarks.timing import alternate, cpu_seconds, median_ratio, one_thread
+from benchmarks.timing import alternate, cpu_seconds, median_ratio, one_thread, print_rows
 from stl10_lightning.data import STL10DataModule
 from stl10_lightning.data.transforms import classification_train_transform
 from stl10_lightning.stages import SupervisedResNet
@@ -108,9 +107,4 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="a few steps, to check that it runs")
-    for row in run(parser.parse_args().quick):
-        print(row)
+    print_rows(run, __doc__, "a few steps, to check that it runs")
