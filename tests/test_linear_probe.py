@@ -1,14 +1,17 @@
 import json
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
 import torch
 
+from stl10_lightning.data import STL10DataModule
 from stl10_lightning.errors import UserError
 from stl10_lightning.models import TinyNet
 from stl10_lightning.models.backbone_file import load_backbone, save_backbone
 from stl10_lightning.runs import newest_finished_run
+from stl10_lightning.stages.teacher import load_teacher, predict
 from stl10_lightning.train import train
 
 TINY = {"_target_": "stl10_lightning.models.TinyNet", "width": 32}
@@ -138,3 +141,15 @@ def test_asserted_loads(tmp_path, case, message):
         torch.save(payload, source)
     with pytest.raises(UserError, match=message):
         load_backbone(TinyNet(), TINY, source)
+
+
+def test_a_probe_run_teaches_with_its_own_predictions(pretrained_run, make_cfg, synthetic_root, tmp_path):
+    """The teacher rebuilt from a probe checkpoint (feature standardization included) scores as it did."""
+    metrics = train(probe_cfg(make_cfg, pretrained_run[0], "trainer.max_epochs=3"))
+    teacher = load_teacher(tmp_path / "run")
+    datamodule = STL10DataModule(str(synthetic_root), image_size=32, val_size=100, num_workers=0)
+    datamodule.setup()
+    _, prediction, labels = predict(
+        teacher.model, datamodule.val_dataloader(), torch.device("cpu"), nullcontext
+    )
+    assert (prediction == labels).mean() == pytest.approx(metrics["val/acc"], abs=1e-6)

@@ -1,6 +1,7 @@
 """LinearProbe: a linear classifier on a frozen pretrained backbone (or, optionally, fine-tuning it)."""
 
 import torch
+from torch import nn
 
 from stl10_lightning.models.backbone_file import load_backbone
 from stl10_lightning.runs import newest_finished_run
@@ -41,6 +42,9 @@ class LinearProbe(SupervisedResNet):
         if source is None:
             source = newest_finished_run("barlow_twins", needs="backbone.pt")
         self.hparams.source = str(load_backbone(self.backbone, backbone, source))
+        # Standardized features (as in MAE's linear probing): lr 0.3 then suits any backbone's feature
+        # scale; without it a barely trained backbone's large eval-mode features made SGD diverge.
+        self.feature_norm = nn.BatchNorm1d(self.backbone.feature_dim, affine=False)
         self.backbone.requires_grad_(finetune)
         self.train(self.training)  # frozen: eval mode from the start, not only from the first .train()
         self.caches_features = cache_features and not (augment_features or finetune)
@@ -54,7 +58,8 @@ class LinearProbe(SupervisedResNet):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Logits of normalized images, or of cached backbone features once those are served."""
-        return self.head(inputs if self.serving_features else self.backbone(inputs))
+        features = inputs if self.serving_features else self.backbone(inputs)
+        return self.head(self.feature_norm(features))
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if self.serving_features:

@@ -17,14 +17,16 @@ from stl10_lightning.models.backbone_file import check_buildable, resolve
 class Classifier(nn.Module):
     """Backbone and linear head, named as in the stages' checkpoints."""
 
-    def __init__(self, backbone: dict, num_classes: int, image_size: int):
+    def __init__(self, backbone: dict, num_classes: int, image_size: int, feature_norm: bool = False):
         super().__init__()
         self.backbone = instantiate(backbone)
-        self.head = nn.Linear(self.backbone.feature_dim, num_classes)
+        dim = self.backbone.feature_dim
+        self.feature_norm = nn.BatchNorm1d(dim, affine=False) if feature_norm else nn.Identity()  # probes
+        self.head = nn.Linear(dim, num_classes)
         self.transform = eval_transform(image_size)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(self.transform(images)))
+        return self.head(self.feature_norm(self.backbone(self.transform(images))))
 
 
 @dataclass
@@ -61,7 +63,12 @@ def load_teacher(source: str | Path) -> Teacher:
             "or linear_probe run as pseudo.teacher"
         )
     check_buildable(settings["backbone"], path)  # the checkpoint's own config is built below
-    model = Classifier(settings["backbone"], settings.get("num_classes", 10), settings.get("image_size", 96))
+    model = Classifier(
+        settings["backbone"],
+        settings.get("num_classes", 10),
+        settings.get("image_size", 96),
+        feature_norm="feature_norm.running_mean" in weights,
+    )
     wanted = {name: weights[name] for name in model.state_dict() if name in weights}
     missing, unexpected = model.load_state_dict(wanted, strict=False)
     if missing:
