@@ -11,8 +11,8 @@ class StopOnNonFiniteLoss(pl.Callback):
 
     Lightning's EarlyStopping(check_finite=True) only looks at a logged metric at validation time, an
     epoch after the weights were ruined. Raising here happens before any checkpoint of the broken
-    weights, so last.ckpt keeps the last good epoch. Checks every `every_n_steps` steps: each check
-    waits for the GPU.
+    weights, so last.ckpt keeps the last good save (epoch end or step cadence). Checks every
+    `every_n_steps` steps: each check waits for the GPU.
     """
 
     def __init__(self, every_n_steps: int = 1):
@@ -26,5 +26,5 @@ class StopOnNonFiniteLoss(pl.Callback):
             raise UserError(
                 f"the training loss became {loss.item()} at step {trainer.global_step} (epoch "
                 f"{trainer.current_epoch}); lower the learning rate or use trainer.precision=32-true, and "
-                "resume from last.ckpt, which holds the last good epoch"
+                "resume from last.ckpt, saved before the loss broke"
             )
