@@ -19,9 +19,11 @@ from stl10_lightning.errors import UserError
 from stl10_lightning.losses import BarlowTwinsLoss
 from stl10_lightning.models.backbone_file import save_backbone
 from stl10_lightning.stages.embeddings import log_embeddings
+from stl10_lightning.stages.features import frozen_features
 from stl10_lightning.stages.knn import knn_predict
 from stl10_lightning.stages.optim import (
     build_optimizer,
+    check_schedule,
     check_schedule_length,
     global_batch,
     remember_schedule_length,
@@ -65,6 +67,7 @@ class BarlowTwinsModule(pl.LightningModule):
         embedding_points: int = 500,
     ):
         super().__init__()
+        check_schedule(schedule)
         self.save_hyperparameters(logger=False)
         self.backbone = instantiate(backbone)
         self.projector = build_projector(self.backbone.feature_dim, projector)
@@ -157,11 +160,8 @@ class BarlowTwinsModule(pl.LightningModule):
 
     def _labeled_train_features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The kNN bank: features of the labeled train split (never the unlabeled images: no labels)."""
-        features, labels = [], []
-        for images, batch_labels in self.trainer.datamodule.labeled_eval_dataloader():
-            features.append(self._frozen_features(images.to(self.device)))
-            labels.append(batch_labels.to(self.device))
-        return torch.cat(features), torch.cat(labels)
+        loader = self.trainer.datamodule.labeled_eval_dataloader()
+        return frozen_features(self.backbone, self.eval_transform, loader, self.device)
 
     def setup(self, stage: str) -> None:
         """A batch of one fails in the projector's BatchNorm mid-step; refuse it before fit, in one line."""

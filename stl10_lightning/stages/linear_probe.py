@@ -5,6 +5,7 @@ from torch import nn
 
 from stl10_lightning.models.backbone_file import load_backbone
 from stl10_lightning.runs import newest_finished_run
+from stl10_lightning.stages.features import frozen_features
 from stl10_lightning.stages.optim import build_optimizer, global_batch, with_schedule
 from stl10_lightning.stages.supervised import SupervisedResNet
 
@@ -72,28 +73,21 @@ class LinearProbe(SupervisedResNet):
         """Cache before fit counts its steps (that loads the train loader, which then stays)."""
         if stage != "fit" or not self.caches_features or self.serving_features:
             return
-        self.backbone.to(self.trainer.strategy.root_device)
+        device = self.trainer.strategy.root_device
+        self.backbone.to(device)
         datamodule = self.trainer.datamodule
         loaders = {
             "train": datamodule.labeled_eval_dataloader(),
             "val": datamodule.val_dataloader(),
             "test": datamodule.test_dataloader(),
         }
-        with torch.random.fork_rng(
-            devices=[]
-        ):  # each loader iterator draws a seed: keep training's RNG as is
-            features = {name: self._features(loader) for name, loader in loaders.items()}
+        features = {}
+        with torch.random.fork_rng(devices=[]):  # each loader iterator draws a seed: keep training's RNG
+            for name, loader in loaders.items():
+                split = frozen_features(self.backbone, self.eval_transform, loader, device)
+                features[name] = tuple(tensor.cpu() for tensor in split)
         datamodule.serve_features(features)
         self.serving_features = True
-
-    @torch.no_grad()
-    def _features(self, loader) -> tuple[torch.Tensor, torch.Tensor]:
-        features, labels = [], []
-        for images, batch_labels in loader:
-            images = images.to(self.trainer.strategy.root_device)
-            features.append(self.backbone(self.eval_transform(images)).float().cpu())
-            labels.append(batch_labels)
-        return torch.cat(features), torch.cat(labels)
 
     def configure_optimizers(self):
         backbone = {

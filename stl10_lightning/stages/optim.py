@@ -46,12 +46,20 @@ def warmup_cosine(optimizer: Optimizer, warmup_steps: int, total_steps: int) -> 
     return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
 
 
+SCHEDULES = ("cosine", "constant")
+
+
+def check_schedule(schedule: str) -> str:
+    """`model.schedule`, refused with one line at construction if it is not one we build."""
+    if schedule not in SCHEDULES:
+        raise UserError(f"model.schedule={schedule!r}; choose one of {SCHEDULES}")
+    return schedule
+
+
 def with_schedule(module: pl.LightningModule, optimizer: Optimizer, schedule: str, warmup_epochs: float):
     """configure_optimizers' return value: `optimizer` alone, or with warm-up and cosine decay per step."""
-    if schedule == "constant":
+    if check_schedule(schedule) == "constant":
         return optimizer
-    if schedule != "cosine":
-        raise UserError(f"model.schedule={schedule!r}; choose cosine or constant")
     trainer = module.trainer
     total_steps = trainer.estimated_stepping_batches
     epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1

@@ -9,7 +9,6 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from stl10_lightning.data.transforms import classification_train_transform, eval_transform
-from stl10_lightning.errors import UserError
 from stl10_lightning.stages.classification_metrics import (
     classification_metrics,
     log_classification,
@@ -17,6 +16,7 @@ from stl10_lightning.stages.classification_metrics import (
 )
 from stl10_lightning.stages.optim import (
     build_optimizer,
+    check_schedule,
     check_schedule_length,
     remember_schedule_length,
     with_schedule,
@@ -46,8 +46,7 @@ class SupervisedResNet(pl.LightningModule):
         augment: dict | None = None,
     ):
         super().__init__()
-        if schedule not in ("cosine", "constant"):
-            raise UserError(f"model.schedule={schedule!r}; choose cosine or constant")
+        check_schedule(schedule)
         self.save_hyperparameters(logger=False)  # train.py logs the whole config with the final metrics
         self.backbone = instantiate(backbone)
         self.head = nn.Linear(self.backbone.feature_dim, num_classes)
