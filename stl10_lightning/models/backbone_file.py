@@ -42,6 +42,10 @@ def resolve(source: str | Path) -> Path:
     return path
 
 
+# Checkpoints of a stage run with `model.ema` hold the evaluated, averaged weights under this prefix too.
+AVERAGED_PREFIX = "ema.module."
+
+
 def read_backbone(source: str | Path) -> tuple[dict, dict[str, torch.Tensor], Path]:
     """(backbone config, backbone state_dict, file) from any accepted source."""
     path = resolve(source)
@@ -59,10 +63,10 @@ def read_backbone(source: str | Path) -> tuple[dict, dict[str, torch.Tensor], Pa
         and "state_dict" in payload
         and "backbone" in payload.get("hyper_parameters", {})
     ):
+        state = payload["state_dict"]
+        prefix = f"{AVERAGED_PREFIX}backbone." if f"{AVERAGED_PREFIX}head.weight" in state else "backbone."
         weights = {
-            name.removeprefix("backbone."): tensor
-            for name, tensor in payload["state_dict"].items()
-            if name.startswith("backbone.")
+            name.removeprefix(prefix): tensor for name, tensor in state.items() if name.startswith(prefix)
         }
         return payload["hyper_parameters"]["backbone"], weights, path
     raise UserError(

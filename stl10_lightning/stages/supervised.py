@@ -14,6 +14,7 @@ from stl10_lightning.stages.classification_metrics import (
     log_classification,
     log_confusion_matrix,
 )
+from stl10_lightning.stages.ema import averaged_copy, check_decay, update
 from stl10_lightning.stages.optim import (
     build_optimizer,
     check_schedule,
@@ -32,6 +33,9 @@ class SupervisedResNet(pl.LightningModule):
     Label smoothing epsilon trains the model towards softmax confidence 1 - epsilon + epsilon/10 (0.91 at
     0.1), the minimum of the smoothed loss, so such a model rarely reaches the 0.99 pseudo-label
     threshold and makes a poor teacher: smoothing stays off by default.
+
+    `ema` (a decay such as 0.999) keeps an exponential moving average of the weights, which validation,
+    test and a later teacher use; see `stages/ema.py`.
     """
 
     def __init__(
@@ -44,9 +48,11 @@ class SupervisedResNet(pl.LightningModule):
         warmup_epochs: float = 5,
         label_smoothing: float = 0.0,
         augment: dict | None = None,
+        ema: float | None = None,
     ):
         super().__init__()
         check_schedule(schedule)
+        check_decay(ema)
         self.save_hyperparameters(logger=False)  # train.py logs the whole config with the final metrics
         self.backbone = instantiate(backbone)
         self.head = nn.Linear(self.backbone.feature_dim, num_classes)
@@ -57,9 +63,22 @@ class SupervisedResNet(pl.LightningModule):
         self.val_metrics = classification_metrics(num_classes)
         self.test_metrics = classification_metrics(num_classes)
         self.test_confusion = MulticlassConfusionMatrix(num_classes, normalize="true")
+        self.ema = None if ema is None else averaged_copy(self._trained_parts(), ema)
+        self._ema_step = 0
+
+    def _trained_parts(self) -> dict:
+        return {"backbone": self.backbone, "head": self.head}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images))
+        """Logits of normalized images; with `ema`, evaluation (eval mode) uses the averaged weights."""
+        parts = self.ema.module if self.ema is not None and not self.training else self
+        return parts.head(parts.backbone(images))
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # global_step counts optimizer steps: with gradient accumulation, average only after a real step.
+        if self.ema is not None and self.trainer.global_step > self._ema_step:
+            update(self.ema, self._trained_parts())
+            self._ema_step = self.trainer.global_step
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch

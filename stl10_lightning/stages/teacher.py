@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from stl10_lightning.data.transforms import eval_transform
 from stl10_lightning.errors import UserError
-from stl10_lightning.models.backbone_file import check_buildable, resolve
+from stl10_lightning.models.backbone_file import AVERAGED_PREFIX, check_buildable, resolve
 
 
 class Classifier(nn.Module):
@@ -69,7 +69,9 @@ def load_teacher(source: str | Path) -> Teacher:
         settings.get("image_size", 96),
         feature_norm="feature_norm.running_mean" in weights,
     )
-    wanted = {name: weights[name] for name in model.state_dict() if name in weights}
+    # A run with model.ema was validated and tested with its averaged weights: the teacher uses those.
+    prefix = AVERAGED_PREFIX if f"{AVERAGED_PREFIX}head.weight" in weights else ""
+    wanted = {name: weights[prefix + name] for name in model.state_dict() if prefix + name in weights}
     missing, unexpected = model.load_state_dict(wanted, strict=False)
     if missing:
         raise UserError(
