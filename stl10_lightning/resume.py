@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from packaging.version import Version
 
 from stl10_lightning.errors import UserError
+from stl10_lightning.stages.pseudo_label_modes import saved_settings
 
 # What a resumed run must share with the run it continues: the model and the data it trains on.
 # (The schedule length, trainer.max_epochs, is checked by the stage against the checkpoint.)
@@ -48,7 +49,7 @@ def check_checkpoint(ckpt_path: str, cfg: DictConfig) -> None:
             f"({pl.__version__}); resume it with the Lightning version that wrote it"
         )
     saved = set(checkpoint.get("hyper_parameters", {}))
-    wanted = {key for key in cfg.model if not key.startswith("_")}
+    wanted = saved_settings(OmegaConf.to_container(cfg.model, resolve=True))
     if saved != wanted:
         raise UserError(
             f"ckpt_path={ckpt_path} holds another stage's model than stage={cfg.stage.name} (settings "

@@ -6,7 +6,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import CombinedLoader
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, TensorDataset
 
 from stl10_lightning.data import stl10_binary
 from stl10_lightning.data.memmap_images import ConcatImages, MemmapImages, keep_batch
@@ -66,6 +66,7 @@ class STL10DataModule(pl.LightningDataModule):
         self.root = Path(root)
         self.class_names: list[str] = []
         self.splits: dict[str, Dataset] = {}
+        self.unlabeled_per_step: int | None = None
         self._binary: stl10_binary.STL10Binary | None = None
 
     def prepare_data(self) -> None:
@@ -128,6 +129,20 @@ class STL10DataModule(pl.LightningDataModule):
         full[unlabeled.indices[positions]] = labels
         self.splits["pseudo"] = MemmapImages(self._binary, "unlabeled", unlabeled.indices[positions], full)
 
+    def pair_unlabeled(self, per_step: int) -> None:
+        """Each training step also draws `per_step` images of the unlabeled subset (semi-supervised).
+
+        An epoch stays one pass over the labeled train split, as in the supervised stage, whatever the
+        ratio: the unlabeled images are reshuffled whenever they run out (or repeat within a step when
+        fewer than `per_step` exist).
+        """
+        if self.hparams.train_on != "labeled":
+            raise UserError(
+                f"data.train_on={self.hparams.train_on} cannot be combined with the semi-supervised mode, "
+                "which draws its own unlabeled images; leave data.train_on=labeled"
+            )
+        self.unlabeled_per_step = per_step
+
     def serve_features(self, features: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Serve (features, labels) tensors instead of images for the named splits.
 
@@ -135,7 +150,9 @@ class STL10DataModule(pl.LightningDataModule):
         """
         self.splits.update({name: TensorDataset(*tensors) for name, tensors in features.items()})
 
-    def _loader(self, dataset: Dataset, train: bool, batch_size: int | None = None) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset, train: bool, batch_size: int | None = None, sampler: Sampler | None = None
+    ) -> DataLoader:
         if batch_size is None:
             batch_size = self.hparams.batch_size if train else self.hparams.eval_batch_size
         batch_size = batch_size or self.hparams.batch_size
@@ -146,7 +163,8 @@ class STL10DataModule(pl.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             drop_last=train and len(dataset) > batch_size,  # a last batch of one breaks BatchNorm
             num_workers=workers,
             persistent_workers=workers > 0,
@@ -163,11 +181,21 @@ class STL10DataModule(pl.LightningDataModule):
         if "pseudo" in self.splits:  # batches are (images, labels, source): 0 labeled, 1 pseudo-labeled
             return self._loader(ConcatImages([self.splits["train"], self.splits["pseudo"]]), train=True)
         labeled = self._loader(self.splits["train"], train=True)
+        if self.unlabeled_per_step:
+            return self._with_unlabeled_each_step(labeled)
         if self.hparams.train_on == "labeled" or isinstance(self.splits["train"], TensorDataset):
             return labeled
         unlabeled_batch = self.hparams.unlabeled_batch_size or self.hparams.batch_size
         unlabeled = self._loader(self._unlabeled_training_images(), train=True, batch_size=unlabeled_batch)
         return CombinedLoader({"unlabeled": unlabeled, "labeled": labeled}, mode="max_size_cycle")
+
+    def _with_unlabeled_each_step(self, labeled: DataLoader) -> CombinedLoader:
+        per_step = self.unlabeled_per_step
+        images = self.unlabeled_set()
+        # As many unlabeled batches as labeled ones; torch's RandomSampler chains fresh permutations.
+        sampler = RandomSampler(images, num_samples=len(labeled) * per_step)
+        unlabeled = self._loader(images, train=True, batch_size=per_step, sampler=sampler)
+        return CombinedLoader({"unlabeled": unlabeled, "labeled": labeled}, mode="min_size")
 
     def labeled_eval_dataloader(self) -> DataLoader:
         """The labeled train split in order, without shuffling: a kNN feature bank or feature cache."""

@@ -2,7 +2,16 @@
 
 from stl10_lightning.stages.barlow_twins import BarlowTwinsModule
 from stl10_lightning.stages.linear_probe import LinearProbe
+from stl10_lightning.stages.online_pseudo_label import OnlinePseudoLabelModule
 from stl10_lightning.stages.pseudo_label import PseudoLabelModule
+from stl10_lightning.stages.pseudo_label_modes import pseudo_label_module
 from stl10_lightning.stages.supervised import SupervisedResNet
 
-__all__ = ["BarlowTwinsModule", "LinearProbe", "PseudoLabelModule", "SupervisedResNet"]
+__all__ = [
+    "BarlowTwinsModule",
+    "LinearProbe",
+    "OnlinePseudoLabelModule",
+    "PseudoLabelModule",
+    "SupervisedResNet",
+    "pseudo_label_module",
+]

@@ -47,9 +47,18 @@ class PseudoLabelModule(SupervisedResNet):
         warmup_epochs: float = 5,
         label_smoothing: float = 0.0,
         augment: dict | None = None,
+        ema: float | None = None,
     ):
         super().__init__(
-            backbone, optimizer, num_classes, image_size, schedule, warmup_epochs, label_smoothing, augment
+            backbone,
+            optimizer,
+            num_classes,
+            image_size,
+            schedule,
+            warmup_epochs,
+            label_smoothing,
+            augment,
+            ema,
         )
         if not 0 < threshold <= 1:
             raise UserError(f"pseudo.threshold={threshold} must be in (0, 1]: it is a softmax confidence")
