@@ -6,10 +6,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import CombinedLoader
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from stl10_lightning.data import stl10_binary
-from stl10_lightning.data.memmap_images import ConcatImages, MemmapImages, keep_batch
+from stl10_lightning.data.memmap_images import ConcatImages, MemmapImages, RepeatedImages, keep_batch
 from stl10_lightning.data.splits import seeded_subset, stratified_split
 from stl10_lightning.errors import UserError
 
@@ -28,8 +28,10 @@ class STL10DataModule(pl.LightningDataModule):
 
     `train_on` picks the training batches: `labeled` gives (images, labels); `unlabeled` and
     `train+unlabeled` give `{"unlabeled": images, "labeled": (images, labels)}`, the labeled loader
-    cycling beside the unlabeled one (`unlabeled_batch_size` images a step) for online monitoring or
-    semi-supervised losses. Unlabeled batches never carry labels.
+    cycling beside the unlabeled one (`unlabeled_batch_size` images a step) for online monitoring.
+    After `pair_unlabeled(n)` (the online pseudo-label mode) batches have the same form, but an epoch
+    is one pass over the labeled images, each step with n unlabeled ones. Unlabeled batches never
+    carry labels.
 
     `synthetic` (a dict of train/test/unlabeled/seed) generates the folder on first use instead of
     reading a real download.
@@ -133,8 +135,8 @@ class STL10DataModule(pl.LightningDataModule):
         """Each training step also draws `per_step` images of the unlabeled subset (semi-supervised).
 
         An epoch stays one pass over the labeled train split, as in the supervised stage, whatever the
-        ratio: the unlabeled images are reshuffled whenever they run out (or repeat within a step when
-        fewer than `per_step` exist).
+        ratio: the unlabeled subset is repeated to the epoch's steps x `per_step` images and shuffled,
+        so each image is drawn equally often (a small subset may repeat within a step).
         """
         if self.hparams.train_on != "labeled":
             raise UserError(
@@ -150,9 +152,7 @@ class STL10DataModule(pl.LightningDataModule):
         """
         self.splits.update({name: TensorDataset(*tensors) for name, tensors in features.items()})
 
-    def _loader(
-        self, dataset: Dataset, train: bool, batch_size: int | None = None, sampler: Sampler | None = None
-    ) -> DataLoader:
+    def _loader(self, dataset: Dataset, train: bool, batch_size: int | None = None) -> DataLoader:
         if batch_size is None:
             batch_size = self.hparams.batch_size if train else self.hparams.eval_batch_size
         batch_size = batch_size or self.hparams.batch_size
@@ -163,8 +163,7 @@ class STL10DataModule(pl.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train and sampler is None,
-            sampler=sampler,
+            shuffle=train,
             drop_last=train and len(dataset) > batch_size,  # a last batch of one breaks BatchNorm
             num_workers=workers,
             persistent_workers=workers > 0,
@@ -191,10 +190,9 @@ class STL10DataModule(pl.LightningDataModule):
 
     def _with_unlabeled_each_step(self, labeled: DataLoader) -> CombinedLoader:
         per_step = self.unlabeled_per_step
-        images = self.unlabeled_set()
-        # As many unlabeled batches as labeled ones; torch's RandomSampler chains fresh permutations.
-        sampler = RandomSampler(images, num_samples=len(labeled) * per_step)
-        unlabeled = self._loader(images, train=True, batch_size=per_step, sampler=sampler)
+        # As many unlabeled batches as labeled ones, each image drawn equally often.
+        images = RepeatedImages(self.unlabeled_set(), len(labeled) * per_step)
+        unlabeled = self._loader(images, train=True, batch_size=per_step)
         return CombinedLoader({"unlabeled": unlabeled, "labeled": labeled}, mode="min_size")
 
     def labeled_eval_dataloader(self) -> DataLoader:

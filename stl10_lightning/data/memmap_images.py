@@ -75,6 +75,24 @@ class ConcatImages(Dataset):
         return tuple(item[0] for item in batch) if self.labeled else batch[0]
 
 
+class RepeatedImages(Dataset):
+    """`images` (MemmapImages or ConcatImages) repeated to `length` items; item i is image i mod len.
+
+    Shuffled, it serves every image equally often in a random order, and under DDP Lightning splits it
+    like any dataset. (A RandomSampler with num_samples would not do: Lightning swaps it for a
+    DistributedSampler over the dataset itself, which forgets num_samples.)
+    """
+
+    def __init__(self, images: Dataset, length: int):
+        self.images, self.length = images, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitems__(self, positions: list[int]):
+        return self.images.__getitems__([position % len(self.images) for position in positions])
+
+
 def keep_batch(batch):
     """collate_fn for datasets whose `__getitems__` already returns a batch."""
     return batch

@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 
 from stl10_lightning.data.strong_augment import strong_transform
-from stl10_lightning.data.transforms import classification_train_transform
 from stl10_lightning.errors import UserError
 from stl10_lightning.losses import consistency_loss
 from stl10_lightning.models.backbone_file import load_backbone
@@ -61,7 +60,6 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         if init_backbone is not None:
             # The average's first update copies the weights, so it starts from these too.
             self.hparams.init_backbone = str(load_backbone(self.backbone, backbone, init_backbone))
-        self.weak_transform = classification_train_transform(image_size, **weak)
         self.strong_transform = strong_transform(
             image_size, weak.get("crop_padding", 0.125), weak.get("flip", True), strong_ops, strong_cutout
         )
@@ -70,6 +68,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         self.register_buffer("masked_per_class", torch.zeros(num_classes), persistent=False)
         self.register_buffer("tally", torch.zeros(5), persistent=False)
         self.mask_rate_by_epoch: list[float] = []
+        self.precision_by_epoch: list[float | None] = []
         self.masked_per_class_last_epoch: list[int] = []
 
     def setup(self, stage: str) -> None:
@@ -82,12 +81,8 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             return super().on_after_batch_transfer(batch, dataloader_idx)
         images, labels = batch["labeled"][:2]
         unlabeled = batch["unlabeled"]
-        return (
-            self.weak_transform(images),
-            labels,
-            self.weak_transform(unlabeled),
-            self.strong_transform(unlabeled),
-        )
+        weak = self.train_transform  # flip and crop: `augment` without its cutout
+        return weak(images), labels, weak(unlabeled), self.strong_transform(unlabeled)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, labels, weak, strong = batch
@@ -125,18 +120,31 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         kept = unlabeled.pseudo_labels[unlabeled.mask]
         self.masked_per_class += torch.bincount(kept, minlength=self.hparams.num_classes)
 
-    def on_train_epoch_end(self) -> None:
-        """Epoch values over all devices: mask rate, pseudo-label precision, and the class histogram."""
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        super().on_train_batch_end(outputs, batch, batch_idx)
+        trainer = self.trainer
+        if batch_idx + 1 >= trainer.num_training_batches or 0 < trainer.max_steps <= trainer.global_step:
+            self._close_epoch()
+
+    def _close_epoch(self) -> None:
+        """Epoch values over all devices: mask rate, pseudo-label precision, and the class histogram.
+
+        Reduced at the epoch's last step, not in on_train_epoch_end: by then rank 0's progress bar has
+        synced the epoch's torchmetrics, a collective the other ranks make only later, and a reduce of
+        ours in between would meet the wrong collective and hang.
+        """
         reduce = self.trainer.strategy.reduce
         mask_rates, steps, labeled, passed, correct = reduce(self.tally.clone(), reduce_op="sum").tolist()
         counts = reduce(self.masked_per_class.clone(), reduce_op="sum").long().cpu()
         self.tally.zero_()
         self.masked_per_class.zero_()
+        precision = correct / passed if passed else None  # of the labeled images past the threshold
         self.mask_rate_by_epoch.append(round(mask_rates / max(steps, 1), 4))
+        self.precision_by_epoch.append(None if precision is None else round(precision, 4))
         self.masked_per_class_last_epoch = counts.tolist()
-        if passed:  # precision of the labeled images that passed the threshold on their weak view
-            self.log("pseudo/precision", correct / passed)
-        self.log("pseudo/labeled_mask_rate", passed / max(labeled, 1))
+        if precision is not None:
+            self.log("pseudo/precision", precision, on_step=False, on_epoch=True)
+        self.log("pseudo/labeled_mask_rate", passed / max(labeled, 1), on_step=False, on_epoch=True)
         for logger in self.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "add_histogram") and counts.sum() > 0:
@@ -149,10 +157,13 @@ class OnlinePseudoLabelModule(SupervisedResNet):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["mask_rate_by_epoch"] = self.mask_rate_by_epoch
+        checkpoint["precision_by_epoch"] = self.precision_by_epoch
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
-        self.mask_rate_by_epoch = list(checkpoint.get("mask_rate_by_epoch", []))
+        if not self.mask_rate_by_epoch:  # a resume; after fit, loading the best epoch keeps the history
+            self.mask_rate_by_epoch = list(checkpoint.get("mask_rate_by_epoch", []))
+            self.precision_by_epoch = list(checkpoint.get("precision_by_epoch", []))
 
     def run_summary(self, run_dir: Path) -> dict:
         datamodule = self.trainer.datamodule
@@ -165,5 +176,6 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             "lambda_u": self.hparams.lambda_u,
             "init_backbone": self.hparams.init_backbone,
             "mask_rate_by_epoch": self.mask_rate_by_epoch,
+            "precision_by_epoch": self.precision_by_epoch,
             "masked_per_class_last_epoch": self.masked_per_class_last_epoch,
         }
