@@ -1,7 +1,8 @@
-"""The whole study in one command: supervised, Barlow Twins, linear probe, the pseudo-label ratio sweep, then
-the results table. Each step finds the previous step's run by its folder under one study folder.
+"""The whole study in one command: supervised, Barlow Twins, linear probe, the pseudo-label ratio sweep in
+each mode, then the results table. Each step finds the previous step's run by its folder under one study
+folder.
 
-    python -m stl10_lightning.study [--out DIR] [--ratios 0.4,1,2,10] [OVERRIDES...]
+    python -m stl10_lightning.study [--out DIR] [--ratios 0.4,1,2,10] [--modes offline,online] [OVERRIDES...]
 
 OVERRIDES (e.g. `experiment=demo`, `data.root=/datasets/stl10`) go to every stage. Steps whose run
 already finished are skipped, so rerunning with the same --out continues an interrupted study.
@@ -16,7 +17,20 @@ from pathlib import Path
 from stl10_lightning.report.cli import report
 
 
-def steps(out: Path, ratios: str) -> list[tuple[Path, list[str]]]:
+def pseudo_label_step(out: Path, mode: str, ratio: str) -> tuple[Path, list[str]]:
+    folder = out / "pseudo_label" / mode / f"ratio_{ratio}"
+    # The offline mode's teacher is the study's supervised run; the online mode needs none.
+    teacher = [f"pseudo.teacher={out / 'supervised'}"] if mode == "offline" else []
+    return folder, [
+        "stage=pseudo_label",
+        f"pseudo.mode={mode}",
+        f"ratio={ratio}",
+        *teacher,
+        f"hydra.run.dir={folder}",
+    ]
+
+
+def steps(out: Path, ratios: str, modes: str = "offline") -> list[tuple[Path, list[str]]]:
     """(folder whose metrics.json marks the step done, train.py arguments) for each step, in order."""
     return [
         (out / "supervised", ["stage=supervised", f"hydra.run.dir={out / 'supervised'}"]),
@@ -29,23 +43,12 @@ def steps(out: Path, ratios: str) -> list[tuple[Path, list[str]]]:
                 f"hydra.run.dir={out / 'linear_probe'}",
             ],
         ),
-        *[
-            (
-                out / "pseudo_label" / f"ratio_{ratio}",
-                [
-                    "stage=pseudo_label",
-                    f"ratio={ratio}",
-                    f"pseudo.teacher={out / 'supervised'}",
-                    f"hydra.run.dir={out / 'pseudo_label' / f'ratio_{ratio}'}",
-                ],
-            )
-            for ratio in ratios.split(",")
-        ],
+        *[pseudo_label_step(out, mode, ratio) for mode in modes.split(",") for ratio in ratios.split(",")],
     ]
 
 
-def run_study(out: Path, ratios: str, overrides: list[str]) -> None:
-    for folder, arguments in steps(out, ratios):
+def run_study(out: Path, ratios: str, modes: str, overrides: list[str]) -> None:
+    for folder, arguments in steps(out, ratios, modes):
         if (folder / "metrics.json").is_file():
             print(f"study: {folder} already finished, skipped", file=sys.stderr)
             continue
@@ -70,9 +73,10 @@ def main(argv: list[str] | None = None) -> None:
         "--out", type=Path, default=Path("outputs/study") / time.strftime("%Y-%m-%d_%H-%M-%S")
     )
     parser.add_argument("--ratios", default="0.4,1,2,10", help="labeled:unlabeled ratios of the sweep")
+    parser.add_argument("--modes", default="offline,online", help="pseudo-label modes (pseudo.mode) to sweep")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every stage")
     args = parser.parse_args(argv)
-    run_study(args.out, args.ratios, args.overrides)
+    run_study(args.out, args.ratios, args.modes, args.overrides)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from stl10_lightning.stages import SupervisedResNet
+from stl10_lightning.stages import OnlinePseudoLabelModule, PseudoLabelModule, SupervisedResNet
 from stl10_lightning.train import CONFIG_DIR
 
 
@@ -17,6 +17,29 @@ def test_seed_report_reproduces_the_reports_settings():
     assert cfg.model.backbone._target_.endswith("ResNet9") and cfg.trainer.max_epochs == 10
     assert cfg.model.schedule == "constant" and cfg.model.label_smoothing == 0.0
     assert cfg.model.augment == {"crop_padding": 0.0, "flip": False, "cutout": 0.0}
+
+
+def test_fixmatch_recipe_is_the_papers_on_one_gpu():
+    cfg = compose_train("experiment=fixmatch")
+    assert cfg.stage.name == "pseudo_label" and cfg.pseudo.mode == "online"
+    assert cfg.pseudo.threshold == 0.95 and cfg.pseudo.mu == 7 and cfg.pseudo.lambda_u == 1.0
+    optimizer = cfg.model.optimizer
+    assert optimizer._target_ == "torch.optim.SGD" and optimizer.lr == 0.03 and optimizer.nesterov
+    assert optimizer.weight_decay == 5e-4 and cfg.data.batch_size == 64 and cfg.model.ema == 0.999
+    assert cfg.model.schedule == "cosine" and cfg.model.warmup_epochs == 0
+
+
+@pytest.mark.parametrize(
+    ("mode", "cls", "threshold"),
+    [("offline", PseudoLabelModule, 0.99), ("online", OnlinePseudoLabelModule, 0.95)],
+)
+def test_pseudo_mode_picks_the_module_and_only_its_settings(make_cfg, finished_run, mode, cls, threshold):
+    model = instantiate(
+        make_cfg("stage=pseudo_label", f"pseudo.mode={mode}", f"pseudo.teacher={finished_run[0]}").model
+    )
+    assert type(model) is cls and model.hparams.threshold == threshold  # null: the mode's default
+    other = {"offline": "mu", "online": "teacher"}[mode]
+    assert other not in model.hparams and "ema" in model.hparams
 
 
 def test_default_recipe_keeps_label_smoothing_off_and_selects_on_val(make_cfg):

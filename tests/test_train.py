@@ -14,7 +14,7 @@ from stl10_lightning.stages import SupervisedResNet
 from stl10_lightning.train import train
 from tests.conftest import compose_tiny
 
-STAGES = ["supervised", "barlow_twins", "linear_probe", "pseudo_label"]
+STAGES = ["supervised", "barlow_twins", "linear_probe", "pseudo_label", "pseudo_label:online"]
 
 
 def stage_inputs(stage: str, finished_run, tmp_path) -> list[str]:
@@ -28,6 +28,8 @@ def stage_inputs(stage: str, finished_run, tmp_path) -> list[str]:
         return [f"probe.backbone={tmp_path / 'backbone.pt'}"]
     if stage == "pseudo_label":
         return [f"pseudo.teacher={finished_run[0]}", "ratio=0.2", "pseudo.threshold=0.5"]
+    if stage == "pseudo_label:online":
+        return ["pseudo.mode=online", "ratio=0.2", "pseudo.mu=2", "pseudo.threshold=0.5"]
     return []
 
 
@@ -36,7 +38,9 @@ def stage_inputs(stage: str, finished_run, tmp_path) -> list[str]:
 def test_fast_dev_run_every_stage(make_cfg, finished_run, tmp_path, stage, precision):
     inputs = stage_inputs(stage, finished_run, tmp_path)
     metrics = train(
-        make_cfg(f"stage={stage}", "debug=fast_dev_run", f"trainer.precision={precision}", *inputs)
+        make_cfg(
+            f"stage={stage.split(':')[0]}", "debug=fast_dev_run", f"trainer.precision={precision}", *inputs
+        )
     )
     expected = (
         {"knn/acc", "probe/acc"} if stage == "barlow_twins" else {"val/acc", "val/f1", "test/acc", "test/f1"}
