@@ -202,6 +202,31 @@ def test_an_output_folder_without_write_permission(monkeypatch, capfd, tmp_path,
             id="threshold outside (0, 1]",
         ),
         pytest.param(
+            ["stage=pseudo_label", "pseudo.mode=sometimes"],
+            r"pseudo.mode='sometimes'; choose one of \['offline', 'online'\]",
+            id="unknown pseudo-label mode",
+        ),
+        pytest.param(
+            ["stage=pseudo_label", "pseudo.mode=online", "pseudo.mu=0"],
+            r"pseudo.mu=0 must be a whole number >= 1",
+            id="mu below 1",
+        ),
+        pytest.param(
+            ["stage=pseudo_label", "pseudo.mode=online", "pseudo.threshold=0"],
+            r"pseudo.threshold=0 must be in \(0, 1\]",
+            id="online threshold outside (0, 1]",
+        ),
+        pytest.param(
+            ["stage=pseudo_label", "pseudo.mode=online", "pseudo.init_backbone=nowhere/backbone.pt"],
+            r"nowhere/backbone.pt does not exist; give a backbone.pt, a .ckpt file or a run folder",
+            id="init backbone missing",
+        ),
+        pytest.param(
+            ["model.ema=1.0"],
+            r"model.ema=1.0 must be in \[0, 1\): the share of the old average kept each step",
+            id="EMA decay outside [0, 1)",
+        ),
+        pytest.param(
             ["stage=barlow_twins", "model.projector=8192-x"],
             r"model.projector='8192-x' is not a list of layer widths",
             id="projector that does not parse",

@@ -1,0 +1,199 @@
+"""pseudo.mode=online: FixMatch-style training on the ratio's unlabeled subset."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from stl10_lightning.data import STL10DataModule, synthetic
+from stl10_lightning.data.stl10_binary import to_upright
+from stl10_lightning.errors import UserError
+from stl10_lightning.models.backbone_file import read_backbone
+from stl10_lightning.resume import check_checkpoint
+from stl10_lightning.stages import OnlinePseudoLabelModule, SupervisedResNet
+from stl10_lightning.stages.teacher import load_teacher
+from stl10_lightning.train import train
+from tests.conftest import compose_tiny, raises_user_error
+
+TINY = {"_target_": "stl10_lightning.models.TinyNet", "width": 8}
+SGD = {"_target_": "torch.optim.SGD", "lr": 0.1}
+ONLINE = ["stage=pseudo_label", "pseudo.mode=online", "data.val_size=100"]
+
+
+def fixed_logits_module(threshold: float) -> tuple[OnlinePseudoLabelModule, torch.Tensor]:
+    """A module whose logits are a lookup by image id (pixel [0, 0, 0]): fixed for the labeled and weak
+    images, trainable rows for the strong ones (pixel [1, 0, 0] set)."""
+    module = OnlinePseudoLabelModule(TINY, SGD, threshold=threshold, num_classes=3, image_size=8)
+    weak_logits = torch.tensor([
+        [4.0, 0.0, 0.0],  # id 0, labeled
+        [0.0, 0.0, 0.0],  # id 1: confidence 1/3
+        [0.0, 0.0, 3.0],  # id 2: confidence 0.909, class 2
+        [0.0, 5.0, 0.0],  # id 3: confidence 0.987, class 1
+        [0.0, 1.0, 1.0],  # id 4: confidence 0.422
+    ])  # fmt: skip
+    strong_logits = torch.zeros(5, 3, requires_grad=True)
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        ids = images[:, 0, 0, 0].long()
+        strong = images[:, 1, 0, 0] > 0.5
+        return torch.where(strong[:, None], strong_logits[ids], weak_logits[ids])
+
+    module.forward = forward
+    return module, strong_logits
+
+
+def images_with_ids(ids: list[int], strong: bool) -> torch.Tensor:
+    images = torch.zeros(len(ids), 3, 8, 8)
+    images[:, 0, 0, 0] = torch.tensor(ids, dtype=torch.float)
+    images[:, 1, 0, 0] = float(strong)
+    return images
+
+
+def test_exactly_the_confident_unlabeled_images_add_to_the_loss_with_the_weak_label():
+    module, strong_logits = fixed_logits_module(threshold=0.9)
+    unlabeled = [1, 2, 3, 4]
+    batch = (images_with_ids([0], False), torch.tensor([0]), images_with_ids(unlabeled, False))
+    loss = module.training_step((*batch, images_with_ids(unlabeled, True)), 0)
+    loss.backward()
+    supervised = torch.nn.functional.cross_entropy(torch.tensor([[4.0, 0.0, 0.0]]), torch.tensor([0]))
+    # ids 2 and 3 pass 0.9, towards classes 2 and 1; the strong logits are 0, so each costs log 3.
+    assert loss.item() == pytest.approx(supervised.item() + 2 * torch.log(torch.tensor(3.0)).item() / 4)
+    grad = strong_logits.grad
+    assert grad[[0, 1, 4]].abs().sum() == 0
+    assert grad[2].argmin().item() == 2 and grad[3].argmin().item() == 1
+    assert module.masked_per_class.tolist() == [0, 1, 1]
+
+
+def test_a_threshold_of_one_keeps_nothing():
+    module, strong_logits = fixed_logits_module(threshold=1.0)
+    batch = (images_with_ids([0], False), torch.tensor([0]), images_with_ids([1, 2, 3, 4], False))
+    module.training_step((*batch, images_with_ids([1, 2, 3, 4], True)), 0).backward()
+    assert strong_logits.grad is None or strong_logits.grad.abs().sum() == 0
+
+
+def image_hashes(images: torch.Tensor) -> set[str]:
+    return {hashlib.sha1(image.numpy().tobytes()).hexdigest() for image in images}
+
+
+def test_unlabeled_batches_come_from_the_ratio_subset_and_no_test_image_trains(synthetic_root):
+    data = STL10DataModule(
+        root=str(synthetic_root), val_size=100, fold=0, unlabeled_ratio=1, batch_size=16, num_workers=0
+    )
+    data.setup()
+    data.pair_unlabeled(48)
+    subset = data.unlabeled_set()
+    assert len(subset) == 200  # ratio 1 x the fold's 200 labeled images
+    everything = image_hashes(to_upright(data._binary.images("unlabeled")[:]))
+    seen_unlabeled, seen_labeled, steps = set(), set(), 0
+    for batch, *_ in iter(data.train_dataloader()):
+        assert len(batch["unlabeled"]) == 48
+        seen_unlabeled |= image_hashes(batch["unlabeled"])
+        seen_labeled |= image_hashes(batch["labeled"][0])
+        steps += 1
+    assert steps == len(data.splits["train"]) // 16  # an epoch is one pass over the labeled images
+    assert seen_unlabeled <= image_hashes(subset.__getitems__(list(range(len(subset)))))
+    assert len(seen_unlabeled) == len(subset)  # 6 steps x 48 images cover the 200 before any repeats
+    assert len(everything - seen_unlabeled) == len(everything) - 200
+    test_images = image_hashes(to_upright(data._binary.images("test")[:]))
+    val_images = image_hashes(data.splits["val"].__getitems__(list(range(100)))[0])
+    assert not (seen_unlabeled | seen_labeled) & (test_images | val_images)
+
+
+def test_tensorboard_shows_every_panel_and_metrics_json_the_mode(make_cfg, tmp_path):
+    short = ["trainer.max_epochs=2", "+trainer.limit_train_batches=2", "trainer.log_every_n_steps=1"]
+    metrics = train(make_cfg(*ONLINE, "ratio=0.4", "pseudo.mu=2", "pseudo.threshold=0.1", *short))
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["mode"] == "online" and summary["threshold"] == 0.1
+    assert summary["unlabeled_used"] == 400 and summary["mu"] == 2
+    assert len(summary["mask_rate_by_epoch"]) == 2 and "test/acc" in metrics
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"histograms": 0}).Reload()
+    expected = {
+        "train/loss_step", "train/loss_labeled_step", "train/loss_unlabeled_step", "pseudo/mask_rate_step",
+        "pseudo/mask_rate_epoch", "pseudo/labeled_mask_rate", "pseudo/precision",
+    }  # fmt: skip
+    assert expected <= set(events.Tags()["scalars"]), expected - set(events.Tags()["scalars"])
+    # Every softmax has a class at >= 1/10, so at threshold 0.1 all 2 x 2 x 128 unlabeled images count.
+    assert summary["mask_rate_by_epoch"] == [1.0, 1.0]
+    assert sum(summary["masked_per_class_last_epoch"]) == 256
+    assert [event.step for event in events.Histograms("pseudo/masked_labels")] == [0, 1]
+
+
+def test_the_average_follows_the_ema_formula_and_is_what_evaluation_uses():
+    module = SupervisedResNet(TINY, SGD, image_size=8, ema=0.5)
+    raw = dict(module.head.named_parameters())
+    module.ema.update_parameters(torch.nn.ModuleDict({"backbone": module.backbone, "head": module.head}))
+    first = module.ema.module.head.weight.clone()
+    assert torch.equal(first, raw["weight"])  # the first update copies
+    with torch.no_grad():
+        module.head.weight.add_(1.0)
+    module.ema.update_parameters(torch.nn.ModuleDict({"backbone": module.backbone, "head": module.head}))
+    assert torch.allclose(module.ema.module.head.weight, 0.5 * first + 0.5 * module.head.weight)
+    images = torch.randn(4, 3, 8, 8)
+    module.eval()
+    averaged = module(images)
+    module.train()
+    assert not torch.allclose(averaged, module(images))  # training uses the raw weights
+
+
+def test_an_ema_run_teaches_and_hands_over_its_averaged_weights(make_cfg, tmp_path):
+    train(make_cfg("model.ema=0.9", "trainer.max_epochs=2", "+trainer.limit_train_batches=3"))
+    best = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    weights = torch.load(best, weights_only=True)["state_dict"]
+    assert not torch.equal(weights["head.weight"], weights["ema.module.head.weight"])
+    teacher = load_teacher(tmp_path / "run")
+    assert torch.equal(teacher.model.head.weight, weights["ema.module.head.weight"])
+    _, backbone, _ = read_backbone(best)
+    name = next(iter(backbone))
+    assert torch.equal(backbone[name], weights[f"ema.module.backbone.{name}"])
+
+
+def test_starts_from_a_barlow_twins_backbone(pretrained_run, make_cfg):
+    run_dir, _ = pretrained_run
+    module = instantiate(make_cfg(*ONLINE, f"pseudo.init_backbone={run_dir}").model)
+    _, weights, _ = read_backbone(run_dir / "backbone.pt")
+    assert all(torch.equal(module.backbone.state_dict()[name], value) for name, value in weights.items())
+    assert module.hparams.init_backbone == str(run_dir / "backbone.pt")
+
+
+def test_an_init_backbone_of_another_architecture(pretrained_run, make_cfg):
+    run_dir, _ = pretrained_run
+    with raises_user_error(r"holds a tinynet\(width=.*\) backbone, but this run builds resnet9"):
+        train(make_cfg(*ONLINE, "backbone=resnet9", f"pseudo.init_backbone={run_dir}", "debug=fast_dev_run"))
+
+
+def test_resume_accepts_the_same_mode_and_refuses_the_other(make_cfg, finished_run, tmp_path):
+    short = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", "ratio=0.2", "pseudo.mu=2"]
+    train(make_cfg(*ONLINE, *short))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    check_checkpoint(str(last), make_cfg(*ONLINE, *short))
+    offline = make_cfg("stage=pseudo_label", f"pseudo.teacher={finished_run[0]}", "data.val_size=100", *short)
+    with pytest.raises(UserError, match=r"holds another stage.s model than stage=pseudo_label"):
+        check_checkpoint(str(last), offline)
+
+
+@pytest.fixture(scope="module")
+def few_labels_root(tmp_path_factory) -> Path:
+    """200 labeled images (100 train after val), 1,000 unlabeled, 1,000 test: labels are the bottleneck."""
+    root = tmp_path_factory.mktemp("few_labels")
+    synthetic.generate(root, train=200, test=1000, unlabeled=1000, seed=0)
+    return root
+
+
+@pytest.mark.slow
+def test_online_mode_beats_supervised_only_on_the_same_steps(few_labels_root, tmp_path):
+    """450 steps (~75 s each run). The control is the same run with lambda_u=0: same batches, views and
+    steps, without the unlabeled loss. Measured gains in test accuracy, seeds 0/1/2: see the README."""
+    recipe = [
+        *ONLINE, "ratio=5", "pseudo.mu=2", "pseudo.strong_cutout=0.25", "data.batch_size=32",
+        "model.warmup_epochs=2", "trainer.max_epochs=150", "logger=none",
+    ]  # fmt: skip
+
+    def test_accuracy(name: str, *overrides: str) -> float:
+        return train(compose_tiny(few_labels_root, tmp_path / name, *recipe, *overrides))["test/acc"]
+
+    online, supervised_only = test_accuracy("online"), test_accuracy("control", "pseudo.lambda_u=0")
+    assert online > supervised_only + 0.05, (online, supervised_only)
