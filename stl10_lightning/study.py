@@ -61,7 +61,7 @@ def run_study(out: Path, ratios: str, modes: str, overrides: list[str]) -> None:
                 f"error: the study stopped at {folder} (exit {finished.returncode}); rerun the same "
                 f"command with --out {out} to continue from there"
             )
-        print(f"study: {folder.name} took {time.monotonic() - started:.0f} s", file=sys.stderr)
+        print(f"study: {folder.relative_to(out)} took {time.monotonic() - started:.0f} s", file=sys.stderr)
     report([out], out / "report")
 
 
