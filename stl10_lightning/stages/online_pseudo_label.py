@@ -47,9 +47,17 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         augment: dict | None = None,
         ema: float | None = None,
     ):
-        weak = {**(augment or {}), "cutout": 0.0}
+        crop_and_flip = {key: value for key, value in (augment or {}).items() if key != "cutout"}
         super().__init__(
-            backbone, optimizer, num_classes, image_size, schedule, warmup_epochs, label_smoothing, weak, ema
+            backbone,
+            optimizer,
+            num_classes,
+            image_size,
+            schedule,
+            warmup_epochs,
+            label_smoothing,
+            crop_and_flip,
+            ema,
         )
         if not 0 < threshold <= 1:
             raise UserError(f"pseudo.threshold={threshold} must be in (0, 1]: it is a softmax confidence")
@@ -61,7 +69,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             # The average's first update copies the weights, so it starts from these too.
             self.hparams.init_backbone = str(load_backbone(self.backbone, backbone, init_backbone))
         self.strong_transform = strong_transform(
-            image_size, weak.get("crop_padding", 0.125), weak.get("flip", True), strong_ops, strong_cutout
+            image_size, **crop_and_flip, num_ops=strong_ops, cutout=strong_cutout
         )
         # This epoch's sums, kept on the device so that no step waits for it: the masked pseudo-labels
         # per class, and (mask rates, steps, labeled images, of them past the threshold, and correct).
