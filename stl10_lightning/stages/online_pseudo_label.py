@@ -18,6 +18,7 @@ from stl10_lightning.data.strong_augment import strong_transform
 from stl10_lightning.errors import UserError
 from stl10_lightning.losses import consistency_loss
 from stl10_lightning.models.backbone_file import load_backbone
+from stl10_lightning.stages.pseudo_label import check_threshold
 from stl10_lightning.stages.supervised import SupervisedResNet
 
 
@@ -59,8 +60,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             crop_and_flip,
             ema,
         )
-        if not 0 < threshold <= 1:
-            raise UserError(f"pseudo.threshold={threshold} must be in (0, 1]: it is a softmax confidence")
+        check_threshold(threshold)
         if not isinstance(mu, int) or mu < 1:
             raise UserError(f"pseudo.mu={mu} must be a whole number >= 1: unlabeled images per labeled one")
         if lambda_u < 0:

@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 SPLIT_SETTINGS = ("val_size", "fold", "seed")
 
 
+def check_threshold(threshold: float) -> None:
+    """`pseudo.threshold`, in either mode: a softmax confidence a pseudo-label must reach."""
+    if not 0 < threshold <= 1:
+        raise UserError(f"pseudo.threshold={threshold} must be in (0, 1]: it is a softmax confidence")
+
+
 class PseudoLabelModule(SupervisedResNet):
     """The supervised stage's model and recipe, trained on labeled plus pseudo-labeled images.
 
@@ -60,8 +66,7 @@ class PseudoLabelModule(SupervisedResNet):
             augment,
             ema,
         )
-        if not 0 < threshold <= 1:
-            raise UserError(f"pseudo.threshold={threshold} must be in (0, 1]: it is a softmax confidence")
+        check_threshold(threshold)
         if init not in ("scratch", "teacher"):
             raise UserError(f"pseudo.init={init!r}; choose scratch or teacher")
         if weight < 0:
