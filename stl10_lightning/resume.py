@@ -15,7 +15,15 @@ from stl10_lightning.stages.pseudo_label_modes import saved_settings
 
 # What a resumed run must share with the run it continues: the model and the data it trains on.
 # (The schedule length, trainer.max_epochs, is checked by the stage against the checkpoint.)
-MUST_MATCH = ("model", "data.image_size", "data.val_size", "data.fold", "data.seed", "data.batch_size")
+MUST_MATCH = (
+    "seed",
+    "model",
+    "data.image_size",
+    "data.val_size",
+    "data.fold",
+    "data.seed",
+    "data.batch_size",
+)
 
 
 # What every Lightning training checkpoint holds; a backbone.pt or a bare state_dict lacks them.
@@ -28,6 +36,11 @@ def check_checkpoint(ckpt_path: str, cfg: DictConfig) -> None:
     Read with weights_only=True, so a pickle that would run code is refused, never run, and with
     mmap=True, so the tensors stay on disk: Lightning reads the file again when it resumes.
     """
+    if Path(ckpt_path).is_dir():
+        raise UserError(
+            f"ckpt_path={ckpt_path} is a folder; give the checkpoint file in it to resume, e.g. "
+            f"{Path(ckpt_path) / 'last.ckpt'}"
+        )
     if not Path(ckpt_path).is_file():
         raise UserError(f"ckpt_path={ckpt_path} does not exist; give the path of a .ckpt file to resume")
     try:
@@ -48,6 +61,7 @@ def check_checkpoint(ckpt_path: str, cfg: DictConfig) -> None:
             f"ckpt_path={ckpt_path} was written by Lightning {written_by}, newer than this install "
             f"({pl.__version__}); resume it with the Lightning version that wrote it"
         )
+    _check_schedule_length(ckpt_path, checkpoint, cfg)
     saved = set(checkpoint.get("hyper_parameters", {}))
     wanted = saved_settings(OmegaConf.to_container(cfg.model, resolve=True))
     if saved != wanted:
@@ -55,6 +69,18 @@ def check_checkpoint(ckpt_path: str, cfg: DictConfig) -> None:
             f"ckpt_path={ckpt_path} holds another stage's model than stage={cfg.stage.name} (settings "
             f"{sorted(saved - wanted)[:3]} instead of {sorted(wanted - saved)[:3]}); resume it with the "
             "stage that wrote it"
+        )
+
+
+def _check_schedule_length(ckpt_path: str, checkpoint: dict, cfg: DictConfig) -> None:
+    """The stage checks it too when fit restores the scheduler; checking here keeps the refusal from
+    reaching the run folder."""
+    cosine = checkpoint.get("hyper_parameters", {}).get("schedule") == "cosine"
+    saved = checkpoint.get("max_epochs")
+    if cosine and saved is not None and saved != cfg.trainer.max_epochs:
+        raise UserError(
+            f"cannot resume with trainer.max_epochs={cfg.trainer.max_epochs}: the checkpoint's cosine "
+            f"schedule runs {saved} epochs; resume with that, or start a new run"
         )
 
 

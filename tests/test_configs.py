@@ -13,7 +13,7 @@ def compose_train(*overrides: str):
 
 def test_seed_report_reproduces_the_reports_settings():
     cfg = compose_train("experiment=seed_report")
-    assert cfg.model.optimizer == {"_target_": "torch.optim.Adam", "lr": 1e-3}
+    assert cfg.model.optimizer._target_ == "torch.optim.Adam" and cfg.model.optimizer.lr == 1e-3
     assert cfg.model.backbone._target_.endswith("ResNet9") and cfg.trainer.max_epochs == 10
     assert cfg.model.schedule == "constant" and cfg.model.label_smoothing == 0.0
     assert cfg.model.augment == {"crop_padding": 0.0, "flip": False, "cutout": 0.0}

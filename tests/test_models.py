@@ -1,7 +1,7 @@
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stl10_lightning.errors import UserError
 from stl10_lightning.models import resnet18
@@ -11,7 +11,8 @@ from stl10_lightning.train import CONFIG_DIR
 @pytest.mark.parametrize("name", ["tiny", "resnet9", "resnet18", "resnet50"])
 @pytest.mark.parametrize("size", [32, 96])
 def test_every_backbone_config_gives_features_of_its_dimension(name, size):
-    backbone = instantiate(OmegaConf.load(CONFIG_DIR / "backbone" / f"{name}.yaml")).eval()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        backbone = instantiate(compose("train", overrides=[f"backbone={name}"]).backbone).eval()
     with torch.no_grad():
         features = backbone(torch.randn(2, 3, size, size))
     assert features.shape == (2, backbone.feature_dim)

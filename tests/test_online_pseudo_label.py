@@ -162,7 +162,15 @@ def test_starts_from_a_barlow_twins_backbone(pretrained_run, make_cfg):
 def test_an_init_backbone_of_another_architecture(pretrained_run, make_cfg):
     run_dir, _ = pretrained_run
     with raises_user_error(r"holds a tinynet\(width=.*\) backbone, but this run builds resnet9"):
-        train(make_cfg(*ONLINE, "backbone=resnet9", f"pseudo.init_backbone={run_dir}", "debug=fast_dev_run"))
+        train(
+            make_cfg(
+                *ONLINE,
+                "backbone=resnet9",
+                "ratio=0.2",
+                f"pseudo.init_backbone={run_dir}",
+                "debug=fast_dev_run",
+            )
+        )
 
 
 def test_resume_accepts_the_same_mode_and_refuses_the_other(make_cfg, finished_run, tmp_path):

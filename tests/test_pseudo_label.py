@@ -108,8 +108,14 @@ def test_zero_kept_warns_and_trains_on_labeled_only(finished_run, make_cfg, tmp_
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["pseudo.threshold=0"], r"pseudo.threshold=0 must be in \(0, 1\]"),
-        (["pseudo.threshold=1.5"], r"pseudo.threshold=1.5 must be in \(0, 1\]"),
+        (
+            ["pseudo.threshold=0"],
+            r"pseudo.threshold=0.0 is not allowed: it must be a finite number in \(0, 1\]",
+        ),
+        (
+            ["pseudo.threshold=1.5"],
+            r"pseudo.threshold=1.5 is not allowed: it must be a finite number in \(0, 1\]",
+        ),
         (["pseudo.init=teacher", "backbone=resnet9"], "pseudo.init=teacher needs the teacher's backbone"),
         (["data.val_size=50"], "trained with another train/val split .*data.val_size=100"),
     ],

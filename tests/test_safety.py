@@ -52,7 +52,7 @@ def crafted(tmp_path, marker) -> Path:
         ("ckpt_path={}", r"cannot read ckpt_path=.*crafted.ckpt \(UnpicklingError\)"),
         ("stage=linear_probe probe.backbone={}", r"cannot read .*crafted.ckpt as a backbone or checkpoint"),
         (
-            "stage=pseudo_label pseudo.teacher={}",
+            "stage=pseudo_label ratio=0.2 pseudo.teacher={}",
             r"cannot read .*crafted.ckpt as a checkpoint \(UnpicklingError\)",
         ),
     ],
@@ -76,7 +76,12 @@ def test_a_teacher_config_naming_another_callable_is_not_built(
         {"hyper_parameters": {"backbone": evil}, "state_dict": {"head.weight": torch.zeros(10, 8)}},
         tmp_path / "teacher.ckpt",
     )
-    overrides = [f"data.root={synthetic_root}", "stage=pseudo_label", f"pseudo.teacher={teacher}"]
+    overrides = [
+        f"data.root={synthetic_root}",
+        "stage=pseudo_label",
+        "ratio=0.2",
+        f"pseudo.teacher={teacher}",
+    ]
     code, err = run_main(monkeypatch, capfd, tmp_path, *overrides)
     assert code == 2
     assert_one_line_error(

@@ -139,13 +139,18 @@ def test_interrupted_run_resumes_in_its_folder_and_finishes_its_schedule(make_cf
     assert lrs[-1] < 0.01 * max(lrs)  # the cosine ran to its end, across the resume
 
 
-def test_resume_with_another_schedule_length_is_refused(finished_run, make_cfg):
-    run_dir, _ = finished_run
-    cfg = make_cfg(
-        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=16", "optimizer=adamw"
-    )
-    with pytest.raises(UserError, match="cannot resume with trainer.max_epochs=16: .* runs 15 epochs"):
+def test_resume_with_another_schedule_length_is_refused(make_cfg, tmp_path):
+    interrupt = [
+        "+callbacks.interrupt._target_=tests.test_train.InterruptAtEpoch",
+        "+callbacks.interrupt.epoch=1",
+    ]
+    with pytest.raises(Interrupted):
+        train(make_cfg("trainer.max_epochs=3", "+trainer.limit_train_batches=2", *interrupt))
+    recorded = (tmp_path / "run" / "config.yaml").read_text()
+    cfg = make_cfg(f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=4")
+    with pytest.raises(UserError, match="cannot resume with trainer.max_epochs=4: .* runs 3 epochs"):
         train(cfg)
+    assert (tmp_path / "run" / "config.yaml").read_text() == recorded  # still what ran
 
 
 def test_resume_with_other_model_settings_is_refused(finished_run, synthetic_root):

@@ -118,8 +118,8 @@ class STL10DataModule(pl.LightningDataModule):
         count = round(ratio * pool)
         if count > self._binary.counts["unlabeled"]:
             raise UserError(
-                f"ratio={ratio} asks for {count} unlabeled images ({ratio} x {pool} labeled) but the dataset "
-                f"has {self._binary.counts['unlabeled']}; use a ratio of at most "
+                f"ratio={ratio:g} asks for {count} unlabeled images ({ratio:g} x {pool} labeled) but the "
+                f"dataset has {self._binary.counts['unlabeled']}; use a ratio of at most "
                 f"{self._binary.counts['unlabeled'] / pool:g}"
             )
         return max(count, 1)

@@ -38,6 +38,11 @@ class STL10Binary:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.folder = self.root / FOLDER
+        if self.root.is_file():
+            raise UserError(
+                f"data.root={self.root} is a file; give the folder that contains {FOLDER}/ (or will, with "
+                "data.download=true)"
+            )
         if not self.folder.is_dir():
             hint = f"{how_to_get(self.root)}, or use data=synthetic"
             raise UserError(f"STL-10 not found: {self.folder} does not exist; {hint}")

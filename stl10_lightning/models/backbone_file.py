@@ -5,6 +5,7 @@ run folder holding either. Every load uses `weights_only=True` and checks the ar
 exact set of keys, so a mismatch is one clear error instead of a silently half-loaded network.
 """
 
+import logging
 from pathlib import Path
 
 import torch
@@ -14,6 +15,7 @@ from stl10_lightning.atomic import replace_with
 from stl10_lightning.errors import UserError
 
 FORMAT = "stl10-lightning backbone v1"
+log = logging.getLogger(__name__)
 
 
 def save_backbone(path: Path, config: dict, backbone: nn.Module) -> None:
@@ -33,6 +35,10 @@ def resolve(source: str | Path) -> Path:
     if path.is_dir():
         for candidate in (path / "backbone.pt", path / "checkpoints" / "best.ckpt"):
             if candidate.is_file():
+                if not (path / "metrics.json").is_file():
+                    log.warning(
+                        "%s is an unfinished run (no metrics.json): using its %s", path, candidate.name
+                    )
                 return candidate
         raise UserError(
             f"{path} holds neither backbone.pt nor checkpoints/best.ckpt; give a finished run folder"

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from stl10_lightning.atomic import replace_with, write_text
-from stl10_lightning.errors import UserError
+from stl10_lightning.errors import OneLineArgumentParser, UserError
 from stl10_lightning.report.collect import collect
 from stl10_lightning.report.plot import accuracy_vs_ratio
 from stl10_lightning.report.rows import build_rows
@@ -14,7 +14,7 @@ from stl10_lightning.report.tensorboard_log import log_report
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="stl10-report", description="Average the runs under PATHs over seeds into the results table."
     )
     parser.add_argument(

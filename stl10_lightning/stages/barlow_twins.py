@@ -195,4 +195,4 @@ class BarlowTwinsModule(pl.LightningModule):
         path = run_dir / "backbone.pt"
         if self.global_rank == 0:
             save_backbone(path, self.hparams.backbone, self.backbone)
-        return {"backbone_path": str(path.resolve())}
+        return {"backbone_path": path.name}  # relative to the run folder, which may move

@@ -34,7 +34,10 @@ class PseudoLabelModule(SupervisedResNet):
 
     `teacher`: a supervised or linear-probe run folder or checkpoint; None takes the newest finished
     supervised run. `init`: `scratch` (the report) or `teacher` (start from its weights). `weight`
-    scales the loss of pseudo-labeled samples. `balance` keeps the same number per class.
+    scales the loss of pseudo-labeled samples. `balance` keeps the same number per class. `steps`:
+    `epochs` trains max_epochs over labeled plus kept images (the report: more images, more steps);
+    `match_supervised` takes as many batches an epoch as the labeled images alone give, drawn from all of
+    them, so the student has the supervised run's optimizer steps and only the data differs.
     """
 
     def __init__(
@@ -47,6 +50,7 @@ class PseudoLabelModule(SupervisedResNet):
         weight: float = 1.0,
         balance: bool = False,
         flip_average: bool = False,
+        steps: str = "epochs",
         num_classes: int = 10,
         image_size: int = 96,
         schedule: str = "cosine",
@@ -125,7 +129,10 @@ class PseudoLabelModule(SupervisedResNet):
                 threshold,
                 confidence.max(initial=0),
             )
+        batches_before = self._labeled_batches_per_epoch(datamodule)
         datamodule.add_pseudo_labels(kept, prediction[kept])
+        if self.hparams.steps == "match_supervised":
+            self._limit_batches_per_epoch(batches_before)
         self.summary = {
             "mode": "offline",
             "teacher": str(self._teacher.path),
@@ -144,6 +151,22 @@ class PseudoLabelModule(SupervisedResNet):
         }
         log.info("pseudo-labels: %s", {k: v for k, v in self.summary.items() if k != "kept_per_class"})
         self._teacher.model = None  # labeling is done: free the teacher's memory for the student
+
+    def _labeled_batches_per_epoch(self, datamodule) -> int:
+        """Batches a supervised epoch of this run takes per process (drop_last, as the loader does)."""
+        per_process = -(-len(datamodule.splits["train"]) // self.trainer.world_size)
+        batch = datamodule.hparams.batch_size
+        return per_process // batch if per_process > batch else 1
+
+    def _limit_batches_per_epoch(self, batches: int) -> None:
+        """Lightning reads limit_train_batches when it sets up the train loader, after this hook."""
+        limit = self.trainer.limit_train_batches  # a user's own limit: a fraction or a count
+        self.trainer.limit_train_batches = (
+            max(1, int(batches * limit)) if isinstance(limit, float) else min(limit, batches)
+        )
+        log.info(
+            "pseudo.steps=match_supervised: %d batches an epoch, as the labeled images alone give", batches
+        )
 
     def _check_split(self, data: dict) -> None:
         teacher = self._teacher.data
