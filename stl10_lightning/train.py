@@ -81,6 +81,7 @@ def _fit_and_evaluate(cfg: DictConfig, trainer: pl.Trainer, run_dir: Path) -> di
         "labeled": len(datamodule.splits["train"]),
         "best_checkpoint": best,
         "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
         **metrics,
     }
     if hasattr(model, "run_summary"):  # a stage's own results: backbone.pt, pseudo-label counts
