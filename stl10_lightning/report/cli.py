@@ -8,7 +8,7 @@ from stl10_lightning.atomic import replace_with, write_text
 from stl10_lightning.errors import OneLineArgumentParser, UserError
 from stl10_lightning.report.collect import collect
 from stl10_lightning.report.plot import accuracy_vs_ratio
-from stl10_lightning.report.rows import build_rows
+from stl10_lightning.report.rows import build_rows, drop_duplicates
 from stl10_lightning.report.table import csv_text, markdown
 from stl10_lightning.report.tensorboard_log import log_report
 
@@ -32,8 +32,9 @@ def report(paths: list[Path], out: Path) -> None:
         raise UserError(f"--out {out} is a file; give a folder for the report")
     runs = collect(paths)
     finished = [run for run in runs if run.metrics is not None]
-    rows = build_rows(finished)
-    table = markdown(rows, runs)
+    counted, duplicates = drop_duplicates(finished)
+    rows = build_rows(counted)
+    table = markdown(rows, duplicates, runs)
     print(table, end="")
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "results.md", table)

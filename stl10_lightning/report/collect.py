@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from stl10_lightning.errors import UserError
 
@@ -21,9 +21,12 @@ NOT_RUNS = {".hydra", "report"}
 class Run:
     folder: Path
     stage: str | None
-    backbone: str | None  # last part of backbone._target_: runs on other backbones are not averaged
-    data_root: str | None  # data.root: nor are runs on other data
+    backbone: str | None  # last part of backbone._target_, for the table; the recipe holds every option
+    data_root: str | None  # data.root: runs on other data are not averaged
+    settings: dict | None  # the resolved config flattened to dotted keys; None: config.yaml unreadable
+    seed: int | None  # metrics.json's seed, else config.yaml's; None: unseeded or not recorded
     metrics: dict | None  # None: unfinished or unreadable
+    finished_at: float | None = None  # metrics.json's mtime: which of two runs of one seed is newer
     problem: str | None = None  # why metrics is None, when it is not simply "not finished yet"
 
 
@@ -47,42 +50,63 @@ def find_run_folders(paths: list[Path]) -> list[Path]:
     return sorted(found.values())
 
 
-def _read_metrics(folder: Path) -> tuple[dict | None, str | None]:
+def _read_metrics(folder: Path) -> tuple[dict | None, float | None, str | None]:
+    """(metrics, metrics.json's mtime, problem)."""
+    path = folder / "metrics.json"
     try:
-        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics, finished_at = json.loads(path.read_text()), path.stat().st_mtime
     except FileNotFoundError:
-        return None, None
+        return None, None, None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        return None, f"unreadable metrics.json ({err})"
+        return None, None, f"unreadable metrics.json ({err})"
     if not isinstance(metrics, dict):
-        return None, "unreadable metrics.json (not a JSON object)"
-    return metrics, None
+        return None, None, "unreadable metrics.json (not a JSON object)"
+    return metrics, finished_at, None
 
 
-def _read_config(folder: Path) -> DictConfig:
-    """The run's config; an unreadable one leaves stage, backbone and data root unknown."""
+def _hashable(value):
+    """Lists as tuples, so that a recipe can be a dictionary key."""
+    if isinstance(value, list):
+        return tuple(_hashable(item) for item in value)
+    if isinstance(value, dict):
+        return tuple((str(key), _hashable(item)) for key, item in value.items())
+    return value
+
+
+def flatten(node: dict, prefix: str = "") -> dict[str, object]:
+    """{"a": {"b": 1}} as {"a.b": 1}; an empty node is a value of its own, "{}"."""
+    flat: dict[str, object] = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = "{}" if value == {} else _hashable(value)
+    return flat
+
+
+def _read_settings(folder: Path) -> dict | None:
+    """The run's config as dotted keys; None when unreadable (the run is still listed, with "—")."""
     try:
-        config = OmegaConf.load(folder / "config.yaml")
-    except Exception:  # any YAML or OmegaConf error: the run is still listed, with "—"
-        return OmegaConf.create()
-    return config if isinstance(config, DictConfig) else OmegaConf.create()
-
-
-def _select(config: DictConfig, key: str):
-    return OmegaConf.select(config, key, default=None, throw_on_resolution_failure=False)
+        config = OmegaConf.to_container(OmegaConf.load(folder / "config.yaml"))
+    except Exception:  # any YAML or OmegaConf error
+        return None
+    return flatten(config) if isinstance(config, dict) and config else None
 
 
 def read_run(folder: Path) -> Run:
-    metrics, problem = _read_metrics(folder)
-    config = _read_config(folder)
-    target, root = _select(config, "backbone._target_"), _select(config, "data.root")
-    stage = (metrics or {}).get("stage") or _select(config, "stage.name")
+    metrics, finished_at, problem = _read_metrics(folder)
+    settings = _read_settings(folder) or {}
+    target, root = settings.get("backbone._target_"), settings.get("data.root")
+    seed = (metrics or {}).get("seed", settings.get("seed"))
     return Run(
         folder=folder,
-        stage=stage,
+        stage=(metrics or {}).get("stage") or settings.get("stage.name"),
         backbone=str(target).rsplit(".", 1)[-1] if target else None,
         data_root=str(root) if root is not None else None,
+        settings=settings or None,
+        seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
         metrics=metrics,
+        finished_at=finished_at,
         problem=problem,
     )
 

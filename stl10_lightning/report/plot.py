@@ -1,36 +1,41 @@
 """The study's figure: test accuracy against the labeled:unlabeled ratio, supervised as the baseline."""
 
+import itertools
+
 # No pyplot: a bare Figure renders with Agg, needs no display and keeps no global state.
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from stl10_lightning.report.rows import Row
 
-# Settings that, when they vary across rows, a legend entry must name to tell its lines apart.
-DISTINGUISHING = ("backbone", "labeled", "data_root", "threshold")
-BASELINE_STYLES = {"supervised": ("black", "--"), "linear_probe": ("tab:gray", ":")}
+BASELINE_LINESTYLES = {"supervised": "--", "linear_probe": ":"}
+# One colour per baseline line, dark so as not to be taken for a pseudo-label series (the default cycle).
+BASELINE_COLORS = ("black", "dimgray", "saddlebrown", "darkslateblue", "darkolivegreen", "darkgoldenrod")
 
 
-def _label(row: Row, varying: list[str]) -> str:
-    name = f"{row.method} {row.mode}" if row.stage == "pseudo_label" else row.method
-    parts = [f"{attr}={getattr(row, attr)}" for attr in varying if attr != "threshold" or row.threshold]
-    return f"{name} ({', '.join(parts)})" if parts else name
+def _label(row: Row, with_data: bool) -> str:
+    """Method, mode and recipe id, with the recipe's differences: one label per series."""
+    method = f"{row.method} {row.mode}" if row.stage == "pseudo_label" else row.method
+    name = f"{method} {row.recipe or '—'}"
+    details = [*row.differs, *([f"data={row.data_root}"] if with_data else [])]
+    return f"{name} ({', '.join(details)})" if details else name
 
 
-def _draw_baselines(ax, rows: list[Row], varying: list[str]) -> None:
-    """Supervised and linear probe do not depend on the ratio: horizontal lines, std as a band."""
-    for row in rows:
-        if row.stage == "pseudo_label" or row.accuracy.mean is None:
-            continue
-        color, linestyle = BASELINE_STYLES[row.stage]
-        ax.axhline(row.accuracy.mean, color=color, linestyle=linestyle, label=_label(row, varying))
+def _draw_baselines(ax, rows: list[Row], with_data: bool) -> None:
+    """Supervised and linear probe do not depend on the ratio: horizontal lines, std as a band; the line
+    style tells the stage, the colour the recipe."""
+    baselines = [row for row in rows if row.stage != "pseudo_label" and row.accuracy.mean is not None]
+    for row, color in zip(baselines, itertools.cycle(BASELINE_COLORS)):
+        linestyle = BASELINE_LINESTYLES[row.stage]
+        ax.axhline(row.accuracy.mean, color=color, linestyle=linestyle, label=_label(row, with_data))
         if row.accuracy.std:
             low, high = row.accuracy.mean - row.accuracy.std, row.accuracy.mean + row.accuracy.std
             ax.axhspan(low, high, color=color, alpha=0.1)
 
 
 def accuracy_vs_ratio(rows: list[Row]) -> Figure | None:
-    """One line per pseudo-label mode (std as error bars); None when no pseudo-label row has a ratio."""
+    """One line per pseudo-label mode and recipe (std as error bars); None when no pseudo-label row has a
+    ratio."""
     pseudo = [
         row
         for row in rows
@@ -38,24 +43,19 @@ def accuracy_vs_ratio(rows: list[Row]) -> Figure | None:
     ]
     if not pseudo:
         return None
-    # Only pseudo-label runs have a threshold: the baselines' None makes no difference worth naming.
-    varying = [
-        attr
-        for attr in DISTINGUISHING
-        if len({getattr(row, attr) for row in (pseudo if attr == "threshold" else rows)}) > 1
-    ]
+    with_data = len({row.data_root for row in rows}) > 1
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     ax = figure.subplots()
-    series: dict[str, list[Row]] = {}
-    for row in pseudo:  # rows come ordered by ratio within a mode
-        series.setdefault(_label(row, varying), []).append(row)
+    series: dict[str, list[Row]] = {}  # one per mode, recipe and data
+    for row in pseudo:  # rows come ordered by ratio within a recipe
+        series.setdefault(_label(row, with_data), []).append(row)
     for label, points in series.items():
         accuracies = [row.accuracy.mean for row in points]
         errors = [row.accuracy.std or 0.0 for row in points]
         ax.errorbar(
             [row.ratio for row in points], accuracies, yerr=errors, marker="o", capsize=3, label=label
         )
-    _draw_baselines(ax, rows, varying)
+    _draw_baselines(ax, rows, with_data)
     ratios = sorted({row.ratio for row in pseudo})
     ax.set_xscale("log")
     ax.set_xticks(ratios, [f"1:{ratio:g}" for ratio in ratios])
