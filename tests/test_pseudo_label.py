@@ -1,3 +1,4 @@
+import itertools
 import json
 import subprocess
 import sys
@@ -38,6 +39,20 @@ def test_ratio_to_unlabeled_count_on_the_official_layout(official_layout, ratio,
     again = STL10DataModule(str(official_layout), unlabeled_ratio=ratio, num_workers=0).unlabeled_set()
     assert np.array_equal(subset.indices, again.indices)  # seeded by data.seed
     assert len(np.unique(subset.indices)) == count
+
+
+def test_smaller_ratios_take_subsets_of_larger_ones(official_layout):
+    """A ratio sweep adds unlabeled images; it never swaps the ones a smaller ratio had."""
+
+    def subset(**settings) -> np.ndarray:
+        return STL10DataModule(str(official_layout), num_workers=0, **settings).unlabeled_set().indices
+
+    nested = [subset(unlabeled_ratio=ratio) for ratio in (0.4, 1, 2, 10)]
+    for smaller, larger in itertools.pairwise(nested):
+        assert set(smaller) < set(larger)
+    assert all(np.all(np.diff(indices) > 0) for indices in nested)  # sorted: the memmap reads in order
+    assert np.array_equal(subset(unlabeled_count=2000), nested[0])  # a count is a prefix of the same order
+    assert set(subset(unlabeled_ratio=1, seed=1)) != set(nested[1])  # data.seed picks another order
 
 
 def test_ratio_errors(official_layout):

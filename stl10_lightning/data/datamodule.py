@@ -23,7 +23,8 @@ class STL10DataModule(pl.LightningDataModule):
     - val: that split; it selects checkpoints
     - test: the 8,000 test images, for the final evaluation only
     - unlabeled: all unlabeled images, or a seeded subset of `unlabeled_count` images, or of
-      `unlabeled_ratio` x the labeled pool (5,000 images, or 1,000 with a fold): 0.4 -> 2,000 images
+      `unlabeled_ratio` x the labeled pool (5,000 images, or 1,000 with a fold): 0.4 -> 2,000 images.
+      Subsets are prefixes of one seeded order, so the 0.4 subset lies inside the 1 subset, and so on.
     - pseudo (after `add_pseudo_labels`): unlabeled images with predicted labels, trained on with train
 
     `train_on` picks the training batches: `labeled` gives (images, labels); `unlabeled` and
