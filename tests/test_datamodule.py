@@ -68,6 +68,11 @@ def test_unlabeled_subset_is_seeded_and_bounded(synthetic_root):
         datamodule(synthetic_root, unlabeled_count=5000).unlabeled_set()
 
 
+def test_unlabeled_count_below_one_is_refused_as_such(synthetic_root):
+    with pytest.raises(UserError, match=r"data.unlabeled_count=0 must be at least 1; set it to null to use"):
+        datamodule(synthetic_root, unlabeled_count=0)
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096

@@ -58,6 +58,12 @@ def test_smaller_ratios_take_subsets_of_larger_ones(official_layout):
 def test_ratio_errors(official_layout):
     with pytest.raises(UserError, match=r"ratio=21 asks for 105000 unlabeled images .* at most 20"):
         STL10DataModule(str(official_layout), unlabeled_ratio=21).unlabeled_set()
+    too_few = (
+        r"ratio=0.0001 gives 0.5 unlabeled images \(0.0001 x 5000 labeled\); use a ratio of at least 0.0002$"
+    )
+    with pytest.raises(UserError, match=too_few):
+        STL10DataModule(str(official_layout), unlabeled_ratio=0.0001).unlabeled_set()
+    assert len(STL10DataModule(str(official_layout), unlabeled_ratio=0.0002).unlabeled_set()) == 1
     with pytest.raises(UserError, match="ratio=-1 must be above 0"):
         STL10DataModule(str(official_layout), unlabeled_ratio=-1)
     with pytest.raises(UserError, match="not both"):

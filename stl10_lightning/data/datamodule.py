@@ -1,5 +1,6 @@
 """STL10DataModule: the one data source of all four stages."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,11 @@ class STL10DataModule(pl.LightningDataModule):
             raise UserError(
                 f"ratio={unlabeled_ratio} must be above 0: it is unlabeled images per labeled one"
             )
+        if unlabeled_count is not None and unlabeled_count < 1:
+            raise UserError(
+                f"data.unlabeled_count={unlabeled_count} must be at least 1; set it to null to use every "
+                "unlabeled image"
+            )
         self.save_hyperparameters(logger=False)
         self.root = Path(root)
         self.class_names: list[str] = []
@@ -116,14 +122,20 @@ class STL10DataModule(pl.LightningDataModule):
             if self.hparams.fold is None
             else len(self._binary.fold(self.hparams.fold))
         )
-        count = round(ratio * pool)
+        images = ratio * pool
+        if images < 1 and not math.isclose(images, 1):
+            raise UserError(
+                f"ratio={ratio} gives {images:g} unlabeled images ({ratio} x {pool} labeled); use a ratio of "
+                f"at least {1 / pool:g}"
+            )
+        count = round(images)
         if count > self._binary.counts["unlabeled"]:
             raise UserError(
                 f"ratio={ratio} asks for {count} unlabeled images ({ratio} x {pool} labeled) but the dataset "
                 f"has {self._binary.counts['unlabeled']}; use a ratio of at most "
                 f"{self._binary.counts['unlabeled'] / pool:g}"
             )
-        return max(count, 1)
+        return count
 
     def add_pseudo_labels(self, positions: np.ndarray, labels: np.ndarray) -> None:
         """Train on the labeled split plus the unlabeled images at `positions` (into unlabeled_set())."""
