@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import CombinedLoader
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from stl10_lightning.data import stl10_binary
 from stl10_lightning.data.memmap_images import ConcatImages, MemmapImages, RepeatedImages, keep_batch
@@ -34,6 +35,10 @@ class STL10DataModule(pl.LightningDataModule):
     After `pair_unlabeled(n)` (the online pseudo-label mode) batches have the same form, but an epoch
     is one pass over the labeled images, each step with n unlabeled ones. Unlabeled batches never
     carry labels.
+
+    Under DDP, `val_dataloader` and `test_dataloader` give each process its share of the split without
+    the padding of Lightning's DistributedSampler, so every image is evaluated exactly once (a process
+    may hold one image more than another); `labeled_eval_dataloader` gives a whole split to each process.
 
     `synthetic` (a dict of train/test/unlabeled/seed) generates the folder on first use instead of
     reading a real download.
@@ -165,18 +170,21 @@ class STL10DataModule(pl.LightningDataModule):
         """
         self.splits.update({name: TensorDataset(*tensors) for name, tensors in features.items()})
 
-    def _loader(self, dataset: Dataset, train: bool, batch_size: int | None = None) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset, train: bool, batch_size: int | None = None, sampler: Sampler | None = None
+    ) -> DataLoader:
         if batch_size is None:
             batch_size = self.hparams.batch_size if train else self.hparams.eval_batch_size
         batch_size = batch_size or self.hparams.batch_size
         if isinstance(dataset, TensorDataset):  # features in memory: workers would only add overhead
-            return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=train)
+            return DataLoader(dataset, batch_size=batch_size, shuffle=train, sampler=sampler, drop_last=train)
         workers = self.hparams.num_workers
         pin = torch.cuda.is_available() if self.hparams.pin_memory is None else self.hparams.pin_memory
         return DataLoader(
             dataset,
             batch_size=batch_size,
             shuffle=train,
+            sampler=sampler,
             drop_last=train and len(dataset) > batch_size,  # a last batch of one breaks BatchNorm
             num_workers=workers,
             persistent_workers=workers > 0,
@@ -208,15 +216,37 @@ class STL10DataModule(pl.LightningDataModule):
         unlabeled = self._loader(images, train=True, batch_size=per_step)
         return CombinedLoader({"unlabeled": unlabeled, "labeled": labeled}, mode="min_size")
 
-    def labeled_eval_dataloader(self) -> DataLoader:
-        """The labeled train split in order, without shuffling: a kNN feature bank or feature cache."""
-        return self._loader(self.splits["train"], train=False)
+    def labeled_eval_dataloader(self, split: str = "train") -> DataLoader:
+        """A whole labeled split in order, on every process: a kNN feature bank, a feature cache, or a
+        teacher's predictions. Lightning never sees this loader: under DDP it is neither split nor padded."""
+        return self._loader(self.splits[split], train=False)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.splits["val"], train=False)
+        return self._evaluation_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.splits["test"], train=False)
+        return self._evaluation_loader("test")
+
+    def _evaluation_loader(self, split: str) -> DataLoader:
+        """This process's share of `split`, each image on exactly one process.
+
+        Lightning would split it with a DistributedSampler, which repeats images until every process has
+        as many, so some would count twice in val/acc and test/acc. Lightning leaves a DistributedSampler
+        it is given alone; torchmetrics then sums the uneven shares across processes.
+        """
+        dataset = self.splits[split]
+        sharding = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        if not sharding or sharding["num_replicas"] == 1:
+            return self._loader(dataset, train=False)
+        processes = sharding["num_replicas"]
+        if len(dataset) < processes:
+            larger = f"data.val_size >= {processes} or " if split == "val" else ""
+            raise UserError(
+                f"the {split} split is too small for {processes} processes ({len(dataset)} images): each "
+                f"needs at least one image to evaluate; use {larger}fewer processes (trainer.devices)"
+            )
+        sampler = UnrepeatedDistributedSampler(dataset, shuffle=False, **sharding)
+        return self._loader(dataset, train=False, sampler=sampler)
 
     def unlabeled_dataloader(self, train: bool = False) -> DataLoader:
         return self._loader(self.unlabeled_set(), train=train)
