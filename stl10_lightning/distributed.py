@@ -42,19 +42,27 @@ def all_reduce_sum(tensor: Tensor) -> Tensor:
     return _AllReduceSum.apply(tensor)
 
 
-def global_batch_moments(x: Tensor, dims: list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def global_batch_moments(
+    x: Tensor, dims: list[int], across_processes: bool = True
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """`x` centred on its mean over `dims` and all processes, that mean, the biased variance, the count.
 
+    With `across_processes=False`, over this process's `x` only, with no collective call.
     The centred `x` is returned so that callers reuse it: it is the one full-size tensor autograd keeps.
     Two passes (mean, then squared deviations) because sum-of-squares minus squared mean loses float32
     precision when |mean| is large against the spread.
     """
+    reduce = all_reduce_sum if across_processes else _unchanged
     count = x.new_tensor([math.prod(x.size(d) for d in dims)])
-    count_and_sum = all_reduce_sum(torch.cat([count, x.sum(dims)]))
+    count_and_sum = reduce(torch.cat([count, x.sum(dims)]))
     count, mean = count_and_sum[0], count_and_sum[1:] / count_and_sum[0]
     centred = x - mean.view([1 if d in dims else -1 for d in range(x.dim())])
-    var = all_reduce_sum(centred.pow(2).sum(dims)) / count
+    var = reduce(centred.pow(2).sum(dims)) / count
     return centred, mean, var, count
+
+
+def _unchanged(tensor: Tensor) -> Tensor:
+    return tensor
 
 
 class CpuSyncBatchNorm(_BatchNorm):

@@ -218,6 +218,17 @@ def test_an_output_folder_without_write_permission(monkeypatch, capfd, tmp_path,
             id="init backbone missing",
         ),
         pytest.param(
+            ["stage=pseudo_label", "pseudo.mode=online", "ratio=0.0001"],
+            r"ratio=0.0001 gives 0.1 unlabeled images \(0.0001 x 1000 labeled\); use a ratio of at least "
+            r"0.001$",
+            id="ratio below one unlabeled image",
+        ),
+        pytest.param(
+            ["data.unlabeled_count=0"],
+            r"data.unlabeled_count=0 must be at least 1; set it to null to use every unlabeled image",
+            id="unlabeled count of 0",
+        ),
+        pytest.param(
             ["model.ema=1.0"],
             r"model.ema=1.0 is not allowed: it must be a finite number in \[0, 1\), or null",
             id="EMA decay outside [0, 1)",

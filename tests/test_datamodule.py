@@ -1,4 +1,5 @@
 import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -66,6 +67,45 @@ def test_unlabeled_subset_is_seeded_and_bounded(synthetic_root):
         UserError, match=rf"asked for 5000 unlabeled images but the dataset has {SYNTHETIC['unlabeled']}"
     ):
         datamodule(synthetic_root, unlabeled_count=5000).unlabeled_set()
+
+
+def test_unlabeled_count_below_one_is_refused_as_such(synthetic_root):
+    with pytest.raises(UserError, match=r"data.unlabeled_count=0 must be at least 1; set it to null to use"):
+        datamodule(synthetic_root, unlabeled_count=0)
+
+
+def as_rank(dm: STL10DataModule, rank: int, processes: int) -> STL10DataModule:
+    """`dm` as the data module of one DDP process (what Lightning's trainer tells it)."""
+    dm.trainer = SimpleNamespace(distributed_sampler_kwargs={"num_replicas": processes, "rank": rank})
+    return dm
+
+
+@pytest.mark.parametrize("processes", [2, 7])
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_ddp_processes_share_val_and_test_without_repeating_an_image(synthetic_root, split, processes):
+    """101 val and 300 test images: divided among the processes, each image on exactly one."""
+    shares = [
+        getattr(as_rank(datamodule(synthetic_root, val_size=101), rank, processes), f"{split}_dataloader")()
+        for rank in range(processes)
+    ]
+    dataset = shares[0].dataset
+    indices = np.concatenate([dataset.indices[list(loader.sampler)] for loader in shares])
+    assert sorted(indices) == sorted(dataset.indices)
+    assert sum(len(labels) for loader in shares for _, labels in loader) == len(dataset)
+
+
+def test_labeled_eval_loader_is_the_whole_split_on_every_process(synthetic_root):
+    """A kNN bank or a teacher's val predictions need every image on every process."""
+    dm = as_rank(datamodule(synthetic_root, val_size=101), 1, 2)
+    assert sum(len(labels) for _, labels in dm.labeled_eval_dataloader()) == SYNTHETIC["train"] - 101
+    assert sum(len(labels) for _, labels in dm.labeled_eval_dataloader("val")) == 101
+
+
+def test_a_val_split_smaller_than_the_processes_is_refused(synthetic_root):
+    with pytest.raises(
+        UserError, match=r"the val split is too small for 4 processes \(3 images\): each needs at"
+    ):
+        as_rank(datamodule(synthetic_root, val_size=3), 0, 4).val_dataloader()
 
 
 def rss_bytes() -> int:

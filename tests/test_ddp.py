@@ -1,7 +1,8 @@
 """`trainer=ddp` with two gloo processes on CPU, for every stage, as users start it: `python train.py`.
 
 Lightning starts rank 1 by running train.py again; both ranks must share one run folder (and, in a
-sweep, one sweep folder), and only rank 0 writes results.
+sweep, one sweep folder), and only rank 0 writes results. Evaluation counts every val and test image
+exactly once, also when the processes cannot share a split evenly.
 """
 
 import ast
@@ -14,7 +15,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from stl10_lightning.data import STL10DataModule
+from stl10_lightning.data import STL10DataModule, synthetic
 from stl10_lightning.data.transforms import eval_transform
 from stl10_lightning.models.backbone_file import read_backbone
 from stl10_lightning.stages.knn import knn_predict
@@ -26,13 +27,17 @@ REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def train_ddp(cwd: Path, root: Path, *overrides: str, sweep: bool = False) -> None:
+# One epoch of one step, then whole val and test splits (fast_dev_run evaluates one batch of each).
+ONE_STEP = ["trainer.max_epochs=1", "+trainer.limit_train_batches=1", "data.num_workers=0", "logger=none"]
+
+
+def train_ddp(cwd: Path, root: Path, *overrides: str, sweep: bool = False, fast_dev_run: bool = True) -> None:
     """`python train.py trainer=ddp ...` (2 processes) in `cwd`, so its outputs/ lands there."""
     command = [
         sys.executable, str(REPO / "train.py"), *(["-m"] if sweep else []),
-        "trainer=ddp", "trainer.accelerator=cpu", "debug=fast_dev_run", f"data.root={root}", "backbone=tiny",
-        "data.image_size=32", "data.val_size=100", "data.batch_size=64", "callbacks.progress_bar=null",
-        *overrides,
+        "trainer=ddp", "trainer.accelerator=cpu", *(["debug=fast_dev_run"] if fast_dev_run else ONE_STEP),
+        f"data.root={root}", "backbone=tiny", "data.image_size=32", "data.val_size=100", "data.batch_size=64",
+        "callbacks.progress_bar=null", *overrides,
     ]  # fmt: skip
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -72,15 +77,49 @@ def test_a_sweep_under_ddp_writes_one_folder_per_job(synthetic_root, tmp_path):
         assert round(metrics["val/loss"], 4) == logged_metrics(rank_logs(sweep / job)[0])["val/loss"]
 
 
-def test_barlow_twins_under_ddp_scores_knn_on_the_whole_val_split(synthetic_root, tmp_path):
-    train_ddp(tmp_path, synthetic_root, "stage=barlow_twins", *stage_inputs("barlow_twins", None, tmp_path))
+@pytest.fixture(scope="module")
+def odd_root(tmp_path_factory) -> Path:
+    """Splits that 2 processes cannot share evenly. With ODD, rank 0 gets 52 val images in batches of 50
+    and 2, rank 1 gets 51 in 50 and 1 (a batch of one has no Barlow Twins val loss, so rank 0 computes
+    one loss more), and of the 201 test images rank 0 gets 101 in 3 batches and rank 1 100 in 2."""
+    root = tmp_path_factory.mktemp("odd")
+    synthetic.generate(root, train=300, test=201, unlabeled=256, seed=0)
+    return root
+
+
+ODD = ["data.val_size=103", "data.eval_batch_size=50"]
+
+
+def counting(path: Path) -> list[str]:
+    return [
+        "+callbacks.count._target_=tests.evaluation_counts.CountEvaluatedImages",
+        f"+callbacks.count.path={path}",
+    ]
+
+
+def test_supervised_under_ddp_evaluates_each_val_and_test_image_once(odd_root, tmp_path):
+    train_ddp(tmp_path, odd_root, *ODD, *counting(tmp_path / "counts.json"), fast_dev_run=False)
+    metrics = assert_one_finished_run_of_two_ranks(only_folder(tmp_path / "outputs" / "supervised"))
+    assert {"val/acc", "test/acc"} <= metrics.keys()
+    counts = json.loads((tmp_path / "counts.json").read_text())
+    assert counts == {"fit": 103, "validate": 103, "test": 201, "test_confusion": 201}
+
+
+def test_barlow_twins_under_ddp_scores_knn_on_the_whole_val_split(odd_root, tmp_path):
+    inputs = stage_inputs("barlow_twins", None, tmp_path)
+    train_ddp(
+        tmp_path, odd_root, "stage=barlow_twins", *inputs, *ODD, *counting(tmp_path / "counts.json"),
+        fast_dev_run=False,
+    )  # fmt: skip
     run_dir = only_folder(tmp_path / "outputs" / "barlow_twins")
     metrics = assert_one_finished_run_of_two_ranks(run_dir)
-    # Each rank validated half of val; the kNN score must be the one of all 100 val images.
+    assert json.loads((tmp_path / "counts.json").read_text()) == {"fit": 103, "validate": 103}
+    # Each rank validated its share of val; the kNN score must be the one of all 103 val images, against
+    # a bank of all 197 labeled train images.
     config, weights, _ = read_backbone(run_dir / "backbone.pt")
     backbone = instantiate(config)
     backbone.load_state_dict(weights)
-    datamodule = STL10DataModule(str(synthetic_root), image_size=32, val_size=100, num_workers=0)
+    datamodule = STL10DataModule(str(odd_root), image_size=32, val_size=103, num_workers=0)
     datamodule.setup()
     transform = eval_transform(32)
 
@@ -91,6 +130,7 @@ def test_barlow_twins_under_ddp_scores_knn_on_the_whole_val_split(synthetic_root
 
     bank, bank_labels = features(datamodule.labeled_eval_dataloader())
     val, val_labels = features(datamodule.val_dataloader())
+    assert (len(bank), len(val)) == (197, 103)
     predictions = knn_predict(val, bank, bank_labels, 200, 0.07, 10)
     assert metrics["knn/acc"] == pytest.approx((predictions == val_labels).float().mean().item(), abs=1e-6)
 

@@ -103,6 +103,15 @@ def test_unlabeled_batches_come_from_the_ratio_subset_and_no_test_image_trains(s
     assert not (seen_unlabeled | seen_labeled) & (test_images | val_images)
 
 
+def test_a_subset_smaller_than_a_step_warns_that_steps_repeat_images(make_cfg, caplog):
+    train(make_cfg(*ONLINE, "ratio=0.05", "pseudo.mu=2", "debug=fast_dev_run"))  # 0.05 x 1,000 labeled
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert (
+        "each step draws pseudo.mu=2 x data.batch_size=64 = 128 unlabeled images, but the unlabeled "
+        "subset has only 50: every step repeats images (about 2.6 times each)"
+    ) in warnings
+
+
 def test_tensorboard_shows_every_panel_and_metrics_json_the_mode(make_cfg, tmp_path):
     short = ["trainer.max_epochs=2", "+trainer.limit_train_batches=2", "trainer.log_every_n_steps=1"]
     metrics = train(make_cfg(*ONLINE, "ratio=0.4", "pseudo.mu=2", "pseudo.threshold=0.1", *short))

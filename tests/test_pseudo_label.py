@@ -1,3 +1,4 @@
+import itertools
 import json
 import subprocess
 import sys
@@ -40,9 +41,29 @@ def test_ratio_to_unlabeled_count_on_the_official_layout(official_layout, ratio,
     assert len(np.unique(subset.indices)) == count
 
 
+def test_smaller_ratios_take_subsets_of_larger_ones(official_layout):
+    """A ratio sweep adds unlabeled images; it never swaps the ones a smaller ratio had."""
+
+    def subset(**settings) -> np.ndarray:
+        return STL10DataModule(str(official_layout), num_workers=0, **settings).unlabeled_set().indices
+
+    nested = [subset(unlabeled_ratio=ratio) for ratio in (0.4, 1, 2, 10)]
+    for smaller, larger in itertools.pairwise(nested):
+        assert set(smaller) < set(larger)
+    assert all(np.all(np.diff(indices) > 0) for indices in nested)  # sorted: the memmap reads in order
+    assert np.array_equal(subset(unlabeled_count=2000), nested[0])  # a count is a prefix of the same order
+    assert set(subset(unlabeled_ratio=1, seed=1)) != set(nested[1])  # data.seed picks another order
+
+
 def test_ratio_errors(official_layout):
     with pytest.raises(UserError, match=r"ratio=21 asks for 105000 unlabeled images .* at most 20"):
         STL10DataModule(str(official_layout), unlabeled_ratio=21).unlabeled_set()
+    too_few = (
+        r"ratio=0.0001 gives 0.5 unlabeled images \(0.0001 x 5000 labeled\); use a ratio of at least 0.0002$"
+    )
+    with pytest.raises(UserError, match=too_few):
+        STL10DataModule(str(official_layout), unlabeled_ratio=0.0001).unlabeled_set()
+    assert len(STL10DataModule(str(official_layout), unlabeled_ratio=0.0002).unlabeled_set()) == 1
     with pytest.raises(UserError, match="ratio=-1 must be above 0"):
         STL10DataModule(str(official_layout), unlabeled_ratio=-1)
     with pytest.raises(UserError, match="not both"):

@@ -62,6 +62,19 @@ def test_ensure_never_touches_a_real_download(tmp_path):
         synthetic.ensure(tmp_path, train=20, test=10, unlabeled=10)
 
 
+def test_command_line_refuses_a_file_as_the_output_folder(tmp_path):
+    out = tmp_path / "notes.txt"
+    out.write_text("not a folder")
+    cmd = [sys.executable, "-m", "stl10_lightning.data.synthetic", str(out), "--train", "20"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert (
+        done.stderr
+        == f"error: {out} is a file, not a folder; give a folder to hold stl10_binary/ (new or existing)\n"
+    )
+    assert out.read_text() == "not a folder"
+
+
 def test_command_line(tmp_path):
     cmd = [sys.executable, "-m", "stl10_lightning.data.synthetic", str(tmp_path), "--train", "20"]
     cmd += ["--test", "10", "--unlabeled", "10", "--seed", "1"]

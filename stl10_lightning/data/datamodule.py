@@ -1,12 +1,14 @@
 """STL10DataModule: the one data source of all four stages."""
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import CombinedLoader
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from stl10_lightning.data import stl10_binary
 from stl10_lightning.data.memmap_images import ConcatImages, MemmapImages, RepeatedImages, keep_batch
@@ -23,7 +25,8 @@ class STL10DataModule(pl.LightningDataModule):
     - val: that split; it selects checkpoints
     - test: the 8,000 test images, for the final evaluation only
     - unlabeled: all unlabeled images, or a seeded subset of `unlabeled_count` images, or of
-      `unlabeled_ratio` x the labeled pool (5,000 images, or 1,000 with a fold): 0.4 -> 2,000 images
+      `unlabeled_ratio` x the labeled pool (5,000 images, or 1,000 with a fold): 0.4 -> 2,000 images.
+      Subsets are prefixes of one seeded order, so the 0.4 subset lies inside the 1 subset, and so on.
     - pseudo (after `add_pseudo_labels`): unlabeled images with predicted labels, trained on with train
 
     `train_on` picks the training batches: `labeled` gives (images, labels); `unlabeled` and
@@ -32,6 +35,10 @@ class STL10DataModule(pl.LightningDataModule):
     After `pair_unlabeled(n)` (the online pseudo-label mode) batches have the same form, but an epoch
     is one pass over the labeled images, each step with n unlabeled ones. Unlabeled batches never
     carry labels.
+
+    Under DDP, `val_dataloader` and `test_dataloader` give each process its share of the split without
+    the padding of Lightning's DistributedSampler, so every image is evaluated exactly once (a process
+    may hold one image more than another); `labeled_eval_dataloader` gives a whole split to each process.
 
     `synthetic` (a dict of train/test/unlabeled/seed) generates the folder on first use instead of
     reading a real download.
@@ -63,6 +70,11 @@ class STL10DataModule(pl.LightningDataModule):
         if unlabeled_ratio is not None and unlabeled_ratio <= 0:
             raise UserError(
                 f"ratio={unlabeled_ratio} must be above 0: it is unlabeled images per labeled one"
+            )
+        if unlabeled_count is not None and unlabeled_count < 1:
+            raise UserError(
+                f"data.unlabeled_count={unlabeled_count} must be at least 1; set it to null to use every "
+                "unlabeled image"
             )
         self.save_hyperparameters(logger=False)
         self.root = Path(root)
@@ -115,14 +127,20 @@ class STL10DataModule(pl.LightningDataModule):
             if self.hparams.fold is None
             else len(self._binary.fold(self.hparams.fold))
         )
-        count = round(ratio * pool)
+        images = ratio * pool
+        if images < 1 and not math.isclose(images, 1):
+            raise UserError(
+                f"ratio={ratio} gives {images:g} unlabeled images ({ratio} x {pool} labeled); use a ratio of "
+                f"at least {1 / pool:g}"
+            )
+        count = round(images)
         if count > self._binary.counts["unlabeled"]:
             raise UserError(
                 f"ratio={ratio:g} asks for {count} unlabeled images ({ratio:g} x {pool} labeled) but the "
                 f"dataset has {self._binary.counts['unlabeled']}; use a ratio of at most "
                 f"{self._binary.counts['unlabeled'] / pool:g}"
             )
-        return max(count, 1)
+        return count
 
     def add_pseudo_labels(self, positions: np.ndarray, labels: np.ndarray) -> None:
         """Train on the labeled split plus the unlabeled images at `positions` (into unlabeled_set())."""
@@ -152,18 +170,21 @@ class STL10DataModule(pl.LightningDataModule):
         """
         self.splits.update({name: TensorDataset(*tensors) for name, tensors in features.items()})
 
-    def _loader(self, dataset: Dataset, train: bool, batch_size: int | None = None) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset, train: bool, batch_size: int | None = None, sampler: Sampler | None = None
+    ) -> DataLoader:
         if batch_size is None:
             batch_size = self.hparams.batch_size if train else self.hparams.eval_batch_size
         batch_size = batch_size or self.hparams.batch_size
         if isinstance(dataset, TensorDataset):  # features in memory: workers would only add overhead
-            return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=train)
+            return DataLoader(dataset, batch_size=batch_size, shuffle=train, sampler=sampler, drop_last=train)
         workers = self.hparams.num_workers
         pin = torch.cuda.is_available() if self.hparams.pin_memory is None else self.hparams.pin_memory
         return DataLoader(
             dataset,
             batch_size=batch_size,
             shuffle=train,
+            sampler=sampler,
             drop_last=train and len(dataset) > batch_size,  # a last batch of one breaks BatchNorm
             num_workers=workers,
             persistent_workers=workers > 0,
@@ -195,15 +216,37 @@ class STL10DataModule(pl.LightningDataModule):
         unlabeled = self._loader(images, train=True, batch_size=per_step)
         return CombinedLoader({"unlabeled": unlabeled, "labeled": labeled}, mode="min_size")
 
-    def labeled_eval_dataloader(self) -> DataLoader:
-        """The labeled train split in order, without shuffling: a kNN feature bank or feature cache."""
-        return self._loader(self.splits["train"], train=False)
+    def labeled_eval_dataloader(self, split: str = "train") -> DataLoader:
+        """A whole labeled split in order, on every process: a kNN feature bank, a feature cache, or a
+        teacher's predictions. Lightning never sees this loader: under DDP it is neither split nor padded."""
+        return self._loader(self.splits[split], train=False)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.splits["val"], train=False)
+        return self._evaluation_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.splits["test"], train=False)
+        return self._evaluation_loader("test")
+
+    def _evaluation_loader(self, split: str) -> DataLoader:
+        """This process's share of `split`, each image on exactly one process.
+
+        Lightning would split it with a DistributedSampler, which repeats images until every process has
+        as many, so some would count twice in val/acc and test/acc. Lightning leaves a DistributedSampler
+        it is given alone; torchmetrics then sums the uneven shares across processes.
+        """
+        dataset = self.splits[split]
+        sharding = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        if not sharding or sharding["num_replicas"] == 1:
+            return self._loader(dataset, train=False)
+        processes = sharding["num_replicas"]
+        if len(dataset) < processes:
+            larger = f"data.val_size >= {processes} or " if split == "val" else ""
+            raise UserError(
+                f"the {split} split is too small for {processes} processes ({len(dataset)} images): each "
+                f"needs at least one image to evaluate; use {larger}fewer processes (trainer.devices)"
+            )
+        sampler = UnrepeatedDistributedSampler(dataset, shuffle=False, **sharding)
+        return self._loader(dataset, train=False, sampler=sampler)
 
     def unlabeled_dataloader(self, train: bool = False) -> DataLoader:
         return self._loader(self.unlabeled_set(), train=train)

@@ -27,9 +27,16 @@ def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.n
 
 
 def seeded_subset(available: int, count: int | None, seed: int, what: str = "unlabeled") -> np.ndarray:
-    """Sorted indices of `count` of `available` items (all of them when count is None)."""
+    """Sorted indices of `count` of `available` items (all of them when count is None).
+
+    Every count takes a prefix of the same seeded permutation, so with one seed a smaller subset lies
+    inside every larger one: a ratio sweep adds images without swapping the ones it already had.
+    Sorted because the memory map reads faster in file order.
+    """
     if count is None:
         return np.arange(available)
-    if not 0 < count <= available:
+    if count < 1:
+        raise UserError(f"asked for {count} {what} images; ask for at least 1")
+    if count > available:
         raise UserError(f"asked for {count} {what} images but the dataset has {available}; ask for fewer")
-    return np.sort(np.random.default_rng(seed).choice(available, count, replace=False))
+    return np.sort(np.random.default_rng(seed).permutation(available)[:count])

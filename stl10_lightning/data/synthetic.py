@@ -117,6 +117,8 @@ def generate(
         raise UserError(
             f"cannot generate {train} train, {test} test, {unlabeled} unlabeled images: need 10+ train"
         )
+    if Path(root).exists() and not Path(root).is_dir():
+        raise UserError(f"{root} is a file, not a folder; give a folder to hold {FOLDER}/ (new or existing)")
     folder = Path(root) / FOLDER
     if folder.exists():
         raise UserError(f"{folder} already exists; delete it or generate into another folder")
@@ -124,8 +126,13 @@ def generate(
     try:
         _write_folder(staging, {"train": train, "test": test, "unlabeled": unlabeled}, seed)
         staging.rename(folder)
-    except OSError as err:  # another process renamed its folder into place first
-        raise UserError(f"{folder} already exists; delete it or generate into another folder") from err
+    except OSError as err:
+        if folder.exists():  # another process renamed its folder into place first
+            raise UserError(f"{folder} already exists; delete it or generate into another folder") from err
+        raise UserError(
+            f"cannot write {folder} ({err.strerror or err}); generate into a folder you can write to, with "
+            "room for the images"
+        ) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder

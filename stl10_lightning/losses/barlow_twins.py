@@ -19,6 +19,8 @@ class BarlowTwinsLoss(nn.Module):
 
     Batch statistics come from the global batch under DDP, as with the paper's SyncBatchNorm, and are
     used in eval mode too (no running statistics), so a validation loss means the same as a training one.
+    `across_processes=False` takes them from this process's batch alone, with no collective call: for
+    validation, where processes may hold different numbers of batches and a collective would hang.
     """
 
     def __init__(self, lambd: float = 5e-3) -> None:
@@ -27,18 +29,18 @@ class BarlowTwinsLoss(nn.Module):
             raise UserError(f"Barlow Twins lambd must be >= 0, got {lambd}")
         self.lambd = lambd
 
-    def forward(self, z1: Tensor, z2: Tensor) -> dict[str, Tensor]:
+    def forward(self, z1: Tensor, z2: Tensor, across_processes: bool = True) -> dict[str, Tensor]:
         """`z1`, `z2`: (B, D) projections of two views of the same B images, row i pairs with row i."""
         if z1.shape != z2.shape:
             raise UserError(f"Barlow Twins views differ in shape: {tuple(z1.shape)} vs {tuple(z2.shape)}")
-        if z1.size(0) * world_size() < 2:
+        if z1.size(0) * (world_size() if across_processes else 1) < 2:
             raise UserError(
                 "Barlow Twins got a batch of 1, which has no batch statistics; use data.batch_size >= 2"
             )
         # At least float32, even under autocast: sums over thousands of bf16 products drift visibly.
         dtype = torch.promote_types(z1.dtype, torch.float32)
         with torch.autocast(z1.device.type, enabled=False):
-            c = cross_correlation(z1.to(dtype), z2.to(dtype))
+            c = cross_correlation(z1.to(dtype), z2.to(dtype), across_processes)
         on_diag = (1 - torch.diagonal(c)).pow(2).sum()
         off_diag = self.lambd * off_diagonal(c).pow(2).sum()
         return {
@@ -49,17 +51,18 @@ class BarlowTwinsLoss(nn.Module):
         }
 
 
-def cross_correlation(z1: Tensor, z2: Tensor) -> Tensor:
-    """(D, D) correlation between features of `z1` and `z2` over the global batch."""
-    z1, batch_size = standardize(z1)
-    z2, _ = standardize(z2)
+def cross_correlation(z1: Tensor, z2: Tensor, across_processes: bool = True) -> Tensor:
+    """(D, D) correlation between features of `z1` and `z2` over the global batch (or this process's)."""
+    z1, batch_size = standardize(z1, across_processes)
+    z2, _ = standardize(z2, across_processes)
+    c = z1.T @ z2 / batch_size
     # Each rank's matrix is already divided by the global batch size, so their sum is the global one.
-    return all_reduce_sum(z1.T @ z2 / batch_size)
+    return all_reduce_sum(c) if across_processes else c
 
 
-def standardize(z: Tensor) -> tuple[Tensor, Tensor]:
+def standardize(z: Tensor, across_processes: bool = True) -> tuple[Tensor, Tensor]:
     """Zero mean, unit (biased) variance per feature over the global batch; also returns its size."""
-    centred, _, var, batch_size = global_batch_moments(z, dims=[0])
+    centred, _, var, batch_size = global_batch_moments(z, dims=[0], across_processes=across_processes)
     return centred / torch.sqrt(var + BATCHNORM_EPS), batch_size
 
 

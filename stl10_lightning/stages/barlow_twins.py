@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 from stl10_lightning.data.ssl_transforms import BarlowTwinsViews
 from stl10_lightning.data.transforms import eval_transform
@@ -78,15 +80,17 @@ class BarlowTwinsModule(pl.LightningModule):
         self.probe = nn.Linear(self.backbone.feature_dim, num_classes)
         self.probe_train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.probe_val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_loss = MeanMetric()
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone features of normalized float images: what the linear probe and kNN use."""
         return self.backbone(images)
 
-    def _ssl_loss(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _ssl_loss(self, images: torch.Tensor, across_processes: bool = True) -> dict[str, torch.Tensor]:
         view1, view2 = self.views(images)
-        return self.criterion(self.projector(self.backbone(view1)), self.projector(self.backbone(view2)))
+        z1, z2 = self.projector(self.backbone(view1)), self.projector(self.backbone(view2))
+        return self.criterion(z1, z2, across_processes)
 
     def _frozen_features(self, images: torch.Tensor) -> torch.Tensor:
         """Features in eval mode (BatchNorm running statistics, no update) without gradients."""
@@ -116,8 +120,9 @@ class BarlowTwinsModule(pl.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         images, labels = batch
         if len(images) > 1:  # a batch of one has no batch statistics for the loss
-            loss = self._ssl_loss(images)["loss"]
-            self.log("ssl/val_loss", loss, on_epoch=True, batch_size=len(images), sync_dist=True)
+            # Statistics of this process's batch only: under DDP a process may have one val batch more
+            # than another (each image is evaluated once), and a per-batch collective would wait forever.
+            self.val_loss.update(self._ssl_loss(images, across_processes=False)["loss"], len(images))
         features = self(self.eval_transform(images))
         self.probe_val_acc.update(self.probe(features), labels)
         if self._monitoring_epoch():
@@ -132,6 +137,8 @@ class BarlowTwinsModule(pl.LightningModule):
         return epoch % self.hparams.monitor_every_n_epochs == 0 or epoch == self.trainer.max_epochs
 
     def on_validation_epoch_end(self) -> None:
+        # Lightning computes (torchmetrics sums every process's share, however uneven) and resets it.
+        self.log("ssl/val_loss", self.val_loss)
         self.log("probe/acc", self.probe_val_acc.compute())
         self.probe_val_acc.reset()
         if not self._val_outputs:
@@ -153,10 +160,14 @@ class BarlowTwinsModule(pl.LightningModule):
             log_embeddings(self, features[:points], labels[:points], thumbnails[:points], "val_embeddings")
 
     def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Every rank's val rows, so each rank scores the whole val split."""
+        """Every rank's val rows, so each rank scores the whole val split, each image once.
+
+        Ranks may hold different numbers of rows, which `self.all_gather` cannot take: torchmetrics'
+        gather pads each rank's rows to the longest, gathers, and trims them back.
+        """
         if self.trainer.world_size == 1:
             return tensor
-        return self.all_gather(tensor).flatten(0, 1)
+        return torch.cat(gather_all_tensors(tensor))
 
     def _labeled_train_features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The kNN bank: features of the labeled train split (never the unlabeled images: no labels)."""

@@ -76,11 +76,8 @@ class LinearProbe(SupervisedResNet):
         device = self.trainer.strategy.root_device
         self.backbone.to(device)
         datamodule = self.trainer.datamodule
-        loaders = {
-            "train": datamodule.labeled_eval_dataloader(),
-            "val": datamodule.val_dataloader(),
-            "test": datamodule.test_dataloader(),
-        }
+        # Whole splits on every process; under DDP, the loaders of the served features split them later.
+        loaders = {name: datamodule.labeled_eval_dataloader(name) for name in ("train", "val", "test")}
         features = {}
         with torch.random.fork_rng(devices=[]):  # each loader iterator draws a seed: keep training's RNG
             for name, loader in loaders.items():

@@ -10,6 +10,7 @@ confidence reaches `threshold` (Sohn et al. 2020):
 Unlike the offline mode, the labels improve as the model does, and no teacher run is needed.
 """
 
+import logging
 from pathlib import Path
 
 import torch
@@ -20,6 +21,8 @@ from stl10_lightning.losses import consistency_loss
 from stl10_lightning.models.backbone_file import load_backbone
 from stl10_lightning.stages.pseudo_label import check_threshold
 from stl10_lightning.stages.supervised import SupervisedResNet
+
+log = logging.getLogger(__name__)
 
 
 class OnlinePseudoLabelModule(SupervisedResNet):
@@ -82,7 +85,19 @@ class OnlinePseudoLabelModule(SupervisedResNet):
     def setup(self, stage: str) -> None:
         if stage == "fit":
             datamodule = self.trainer.datamodule
-            datamodule.pair_unlabeled(self.hparams.mu * datamodule.hparams.batch_size)
+            per_step = self.hparams.mu * datamodule.hparams.batch_size
+            datamodule.pair_unlabeled(per_step)
+            subset = len(datamodule.unlabeled_set())
+            if subset < per_step:
+                log.warning(
+                    "each step draws pseudo.mu=%d x data.batch_size=%d = %d unlabeled images, but the "
+                    "unlabeled subset has only %d: every step repeats images (about %.1f times each)",
+                    self.hparams.mu,
+                    datamodule.hparams.batch_size,
+                    per_step,
+                    subset,
+                    per_step / subset,
+                )
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if not isinstance(batch, dict):  # validation and test: (images, labels)

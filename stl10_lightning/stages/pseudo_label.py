@@ -113,7 +113,7 @@ class PseudoLabelModule(SupervisedResNet):
         autocast = self.trainer.precision_plugin.forward_context
         flip = self.hparams.flip_average
         val_confidence, val_prediction, val_labels = predict(
-            self._teacher.model, datamodule.val_dataloader(), device, autocast, flip
+            self._teacher.model, datamodule.labeled_eval_dataloader("val"), device, autocast, flip
         )
         confidence, prediction, _ = predict(
             self._teacher.model, datamodule.unlabeled_dataloader(), device, autocast, flip
