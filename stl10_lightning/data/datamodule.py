@@ -130,8 +130,8 @@ class STL10DataModule(pl.LightningDataModule):
         images = ratio * pool
         if images < 1 and not math.isclose(images, 1):
             raise UserError(
-                f"ratio={ratio} gives {images:g} unlabeled images ({ratio} x {pool} labeled); use a ratio of "
-                f"at least {1 / pool:g}"
+                f"ratio={ratio:g} gives {images:g} unlabeled images ({ratio:g} x {pool} labeled); use a "
+                f"ratio of at least {1 / pool:g}"
             )
         count = round(images)
         if count > self._binary.counts["unlabeled"]:
