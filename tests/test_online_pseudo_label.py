@@ -226,6 +226,7 @@ def test_online_mode_beats_supervised_only_on_the_same_steps(few_labels_root, tm
     steps, without the unlabeled loss. Measured gains in test accuracy, seeds 0/1/2: see the README."""
     recipe = [
         *ONLINE, "ratio=5", "pseudo.mu=2", "pseudo.strong_cutout=0.25", "data.batch_size=32",
+        "optimizer.lr_reference_batch=32",  # SGD at lr 0.1 on this batch, as measured
         "model.warmup_epochs=2", "trainer.max_epochs=150", "logger=none",
     ]  # fmt: skip
 

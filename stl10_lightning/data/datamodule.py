@@ -157,7 +157,10 @@ class STL10DataModule(pl.LightningDataModule):
             batch_size = self.hparams.batch_size if train else self.hparams.eval_batch_size
         batch_size = batch_size or self.hparams.batch_size
         if isinstance(dataset, TensorDataset):  # features in memory: workers would only add overhead
-            return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=train)
+            # As for images: a split no larger than the batch is one batch, not zero steps.
+            return DataLoader(
+                dataset, batch_size=batch_size, shuffle=train, drop_last=train and len(dataset) > batch_size
+            )
         workers = self.hparams.num_workers
         pin = torch.cuda.is_available() if self.hparams.pin_memory is None else self.hparams.pin_memory
         return DataLoader(
