@@ -27,7 +27,7 @@ from torchvision.datasets import STL10
 from benchmarks.timing import print_rows
 from stl10_lightning.data import synthetic
 from stl10_lightning.data.memmap_images import MemmapImages, keep_batch
-from stl10_lightning.data.ssl_transforms import BarlowTwinsViews, blur_kernel_size
+from stl10_lightning.data.ssl_transforms import BarlowTwinsViews, blur_kernel_size, blur_sigma
 from stl10_lightning.data.stl10_binary import STL10Binary
 from stl10_lightning.data.transforms import STL10_MEAN, STL10_STD
 
@@ -44,13 +44,14 @@ class UncheckedSTL10(STL10):
 
 
 def pil_view(blur_p: float, solarize_p: float) -> T.Compose:
+    sigma = blur_sigma(IMAGE_SIZE, (0.1, 2.0))
     return T.Compose(
         [
             T.RandomResizedCrop(IMAGE_SIZE, scale=(0.2, 1.0)),
             T.RandomHorizontalFlip(),
             T.RandomApply([T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)], p=0.8),
             T.RandomGrayscale(p=0.2),
-            T.RandomApply([T.GaussianBlur(blur_kernel_size(IMAGE_SIZE), sigma=(0.1, 2.0))], p=blur_p),
+            T.RandomApply([T.GaussianBlur(blur_kernel_size(sigma[1]), sigma=sigma)], p=blur_p),
             T.RandomSolarize(threshold=128, p=solarize_p),
             T.ToTensor(),
             T.Normalize(STL10_MEAN, STL10_STD),

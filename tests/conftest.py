@@ -56,7 +56,8 @@ PRETRAIN = [
     "model.monitor_every_n_epochs=4",
     "model.embedding_points=100",
     "data.train_on=train+unlabeled",
-    "data.batch_size=128",
+    # 20 steps an epoch: at 128 (10 steps) the kNN margin over random init was 0.04-0.10 over seeds 0-2
+    "data.batch_size=64",
     "trainer.log_every_n_steps=2",
 ]
 PRETRAIN_EPOCHS = 16

@@ -25,6 +25,7 @@ def test_fixmatch_recipe_is_the_papers_on_one_gpu():
     assert cfg.pseudo.threshold == 0.95 and cfg.pseudo.mu == 7 and cfg.pseudo.lambda_u == 1.0
     optimizer = cfg.model.optimizer
     assert optimizer._target_ == "torch.optim.SGD" and optimizer.lr == 0.03 and optimizer.nesterov
+    assert optimizer.lr_reference_batch == 64  # the paper's lr is for its B
     assert optimizer.weight_decay == 5e-4 and cfg.data.batch_size == 64 and cfg.model.ema == 0.999
     assert cfg.model.schedule == "cosine" and cfg.model.warmup_epochs == 0
 
@@ -45,6 +46,7 @@ def test_pseudo_mode_picks_the_module_and_only_its_settings(make_cfg, finished_r
 def test_default_recipe_keeps_label_smoothing_off_and_selects_on_val(make_cfg):
     cfg = make_cfg()
     assert cfg.model.label_smoothing == 0.0
+    assert cfg.model.optimizer.lr == 0.1 and cfg.model.optimizer.lr_reference_batch == 128
     assert cfg.callbacks.best_checkpoint.monitor == "val/acc"
 
 

@@ -75,6 +75,43 @@ def test_a_threshold_of_one_keeps_nothing():
     assert strong_logits.grad is None or strong_logits.grad.abs().sum() == 0
 
 
+def flip_and_shift(view: torch.Tensor, original: torch.Tensor, max_shift: int) -> tuple | None:
+    """(flipped, dy, dx): the horizontal flip and translation (up to max_shift px) that make `view` from
+    `original`, compared away from the padded border; None if there is none."""
+    inner = slice(max_shift, original.shape[-1] - max_shift)
+    shifts = range(-max_shift, max_shift + 1)
+    for flipped in (False, True):
+        unflipped = view.flip(-1) if flipped else view
+        for dy in shifts:
+            for dx in shifts:
+                rows = slice(inner.start + dy, inner.stop + dy)
+                cols = slice(inner.start + dx, inner.stop + dx)
+                if torch.allclose(unflipped[:, inner, inner], original[:, rows, cols], atol=1e-4):
+                    return flipped, dy, dx
+    return None
+
+
+def test_weak_and_strong_views_flip_and_crop_even_when_the_labeled_view_does_not():
+    """seed_report's augment (no crop, no flip) is the labeled view's only: the weak view stays FixMatch's
+    flip and translation by up to 12.5% of the side (4 px at 32), and so does the strong view's base."""
+    torch.manual_seed(0)
+    no_augment = {"crop_padding": 0.0, "flip": False, "cutout": 0.0}
+    module = OnlinePseudoLabelModule(
+        TINY, SGD, image_size=32, augment=no_augment, strong_ops=0, strong_cutout=0.0
+    )
+    images = torch.randint(0, 256, (32, 3, 96, 96), dtype=torch.uint8)
+    batch = {"labeled": (images, torch.zeros(32, dtype=torch.long)), "unlabeled": images}
+    labeled, _, weak, strong = module.on_after_batch_transfer(batch, 0)
+    original = module.eval_transform(images)
+    assert torch.equal(labeled, original)  # the labeled view keeps model.augment
+    for view in (weak, strong):
+        moves = [flip_and_shift(v, o, max_shift=4) for v, o in zip(view, original, strict=True)]
+        assert None not in moves  # every image is a flip and a translation of itself
+        assert 8 < sum(flipped for flipped, _, _ in moves) < 24
+        assert sum((dy, dx) != (0, 0) for _, dy, dx in moves) > 24  # 80 of the 81 shifts move the image
+        assert not torch.allclose(view, original)
+
+
 def image_hashes(images: torch.Tensor) -> set[str]:
     return {hashlib.sha1(image.numpy().tobytes()).hexdigest() for image in images}
 
@@ -206,6 +243,7 @@ def test_online_mode_beats_supervised_only_on_the_same_steps(few_labels_root, tm
     steps, without the unlabeled loss. Measured gains in test accuracy, seeds 0/1/2: see the README."""
     recipe = [
         *ONLINE, "ratio=5", "pseudo.mu=2", "pseudo.strong_cutout=0.25", "data.batch_size=32",
+        "optimizer.lr_reference_batch=32",  # SGD at lr 0.1 on this batch, as measured
         "model.warmup_epochs=2", "trainer.max_epochs=150", "logger=none",
     ]  # fmt: skip
 

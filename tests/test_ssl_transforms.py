@@ -1,6 +1,8 @@
+import kornia.augmentation as K
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from stl10_lightning.data import synthetic
 from stl10_lightning.data.ssl_transforms import BarlowTwinsViews
@@ -16,10 +18,13 @@ def unnormalize(view: torch.Tensor) -> torch.Tensor:
     return view * torch.tensor(STL10_STD).view(1, 3, 1, 1) + torch.tensor(STL10_MEAN).view(1, 3, 1, 1)
 
 
-def horizontal_detail(view: torch.Tensor) -> torch.Tensor:
+def horizontal_detail(images: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference of neighbouring pixels, over the batch."""
-    image = unnormalize(view)
-    return (image[..., 1:] - image[..., :-1]).abs().mean()
+    return (images[..., 1:] - images[..., :-1]).abs().mean()
+
+
+def blur_step(view: nn.Sequential) -> tuple[int, K.RandomGaussianBlur]:
+    return next((i, step) for i, step in enumerate(view) if isinstance(step, K.RandomGaussianBlur))
 
 
 @pytest.mark.parametrize("image_size", [32, 96])
@@ -53,8 +58,37 @@ def test_a_seed_fixes_both_views():
 
 def test_view_1_is_always_blurred_and_view_2_rarely():
     torch.manual_seed(0)
-    view1, view2 = BarlowTwinsViews()(shapes(64))
-    assert horizontal_detail(view1) < 0.8 * horizontal_detail(view2)  # about 0.5 over seeds 0..5
+    views = BarlowTwinsViews()
+    images = views.to_float(shapes(64))
+    kept = []
+    for view in (views.view1, views.view2):
+        at, blur = blur_step(view)
+        before = view[:at](images)
+        kept.append(horizontal_detail(blur(before)) / horizontal_detail(before))
+    assert kept[0] < 0.9 < kept[1]  # the detail kept: 0.75-0.80 and 0.94-0.99 over seeds 0..5
+
+
+def drawn_blurs(image_size: int) -> list[K.RandomGaussianBlur]:
+    """Both views' blur steps, after drawing their parameters for 256 images."""
+    views = BarlowTwinsViews(image_size)
+    views(shapes(256))
+    return [blur_step(view)[1] for view in (views.view1, views.view2)]
+
+
+@pytest.mark.parametrize("image_size", [32, 96])
+def test_blur_sigma_is_the_papers_at_224_px_scaled_to_the_view_side(image_size):
+    low, high = 0.1 * image_size / 224, 2.0 * image_size / 224  # 0.043-0.857 px at 96
+    for blur in drawn_blurs(image_size):
+        sigma = blur._params["sigma"]  # drawn for every image, blurred or not
+        assert sigma.min() >= low - 1e-6 and sigma.max() <= high + 1e-6
+        assert sigma.max() > low + 0.9 * (high - low)  # the whole range is used
+
+
+@pytest.mark.parametrize("image_size", [32, 96])
+def test_the_blur_kernel_covers_3_sigma_of_the_largest_sigma(image_size):
+    for blur in drawn_blurs(image_size):
+        side = blur.flags["kernel_size"][0]
+        assert side % 2 == 1 and (side - 1) / 2 >= 3 * blur._params["sigma"].max()
 
 
 def test_solarization_inverts_above_a_fixed_half_and_adds_nothing():

@@ -176,8 +176,12 @@ class STL10DataModule(pl.LightningDataModule):
         if batch_size is None:
             batch_size = self.hparams.batch_size if train else self.hparams.eval_batch_size
         batch_size = batch_size or self.hparams.batch_size
+        # A last batch of one breaks BatchNorm; but a process's share no larger than the batch is one batch.
+        drop_last = train and self._share(len(dataset)) > batch_size
         if isinstance(dataset, TensorDataset):  # features in memory: workers would only add overhead
-            return DataLoader(dataset, batch_size=batch_size, shuffle=train, sampler=sampler, drop_last=train)
+            return DataLoader(
+                dataset, batch_size=batch_size, shuffle=train, sampler=sampler, drop_last=drop_last
+            )
         workers = self.hparams.num_workers
         pin = torch.cuda.is_available() if self.hparams.pin_memory is None else self.hparams.pin_memory
         return DataLoader(
@@ -185,12 +189,17 @@ class STL10DataModule(pl.LightningDataModule):
             batch_size=batch_size,
             shuffle=train,
             sampler=sampler,
-            drop_last=train and len(dataset) > batch_size,  # a last batch of one breaks BatchNorm
+            drop_last=drop_last,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=pin,
             collate_fn=keep_batch,
         )
+
+    def _share(self, images: int) -> int:
+        """Images each process trains on: Lightning splits training sets evenly over the processes."""
+        processes = self.trainer.world_size if self.trainer is not None else 1
+        return math.ceil(images / processes)
 
     def _unlabeled_training_images(self) -> Dataset:
         if self.hparams.train_on == "unlabeled":

@@ -5,6 +5,8 @@ flip, colour jitter and grayscale; view 1 is always blurred and never solarized,
 and sometimes solarized. The paper works at 224 px; the defaults here are adapted to STL-10's 96 px.
 """
 
+import math
+
 import kornia.augmentation as K
 import torch
 from torch import nn
@@ -12,17 +14,26 @@ from torch import nn
 from stl10_lightning.data.stl10_binary import IMAGE_SHAPE
 from stl10_lightning.data.transforms import normalize, to_float
 
+# The side the paper's crops are resized to; its blur sigma is in pixels of that side.
+PAPER_SIDE = 224
 
-def blur_kernel_size(image_size: int) -> int:
-    """About 10% of the side and odd, as in BYOL (23 px at 224): 9 px at 96, 3 px at 32."""
-    side = int(0.1 * image_size)
-    return side + (side % 2 == 0)
+
+def blur_sigma(image_size: int, sigma_at_paper_side: tuple[float, float]) -> tuple[float, float]:
+    """The paper's sigma range scaled to the view's side, so a view is as blurred as the paper's."""
+    low, high = sigma_at_paper_side
+    scale = image_size / PAPER_SIDE
+    return low * scale, high * scale
+
+
+def blur_kernel_size(sigma_max: float) -> int:
+    """The odd side that covers +-3 sigma_max (99.7% of the Gaussian per axis): 7 px at 96, 3 px at 32."""
+    return 2 * math.ceil(3 * sigma_max) + 1
 
 
 def view(
     image_size: int,
     crop_scale: tuple[float, float],
-    blur_sigma: tuple[float, float],
+    blur_sigma_at_paper_side: tuple[float, float],
     blur_p: float,
     solarize_p: float,
 ) -> nn.Sequential:
@@ -39,8 +50,9 @@ def view(
         K.RandomGrayscale(p=0.2),
     ]
     if blur_p:
-        size = blur_kernel_size(image_size)
-        steps.append(K.RandomGaussianBlur((size, size), blur_sigma, p=blur_p))
+        sigma = blur_sigma(image_size, blur_sigma_at_paper_side)
+        size = blur_kernel_size(sigma[1])
+        steps.append(K.RandomGaussianBlur((size, size), sigma, p=blur_p))
     if solarize_p:
         # kornia's defaults draw the threshold from (0.4, 0.6) and add a random brightness shift; BYOL inverts
         # every value at or above a fixed 0.5 (128 of 255) and adds nothing.
@@ -52,21 +64,22 @@ class BarlowTwinsViews(nn.Module):
     """uint8 (B, 3, 96, 96) -> two normalized float32 views (B, 3, image_size, image_size).
 
     `crop_scale` is the crop's share of the image area. The paper's (0.08, 1.0) at 224 px would leave
-    crops of 27 px at 96 px; (0.2, 1.0) is the usual choice for STL-10. Blur `sigma` is the paper's, in
-    pixels of the output view. The module holds no parameters, so it can run under `torch.no_grad()`.
+    crops of 27 px at 96 px; (0.2, 1.0) is the usual choice for STL-10. `blur_sigma_at_paper_side` is
+    the paper's blur sigma range, in pixels at 224 px; it scales with the view's side (0.04-0.86 px at
+    96 px, 0.014-0.29 px at 32 px). The module holds no parameters, so it can run under `torch.no_grad()`.
     """
 
     def __init__(
         self,
         image_size: int = 96,
         crop_scale: tuple[float, float] = (0.2, 1.0),
-        blur_sigma: tuple[float, float] = (0.1, 2.0),
+        blur_sigma_at_paper_side: tuple[float, float] = (0.1, 2.0),
     ):
         super().__init__()
         # At the stored size to_float only converts the dtype; the crop does all the resizing.
         self.to_float = to_float(IMAGE_SHAPE[-1])
-        self.view1 = view(image_size, crop_scale, blur_sigma, blur_p=1.0, solarize_p=0.0)
-        self.view2 = view(image_size, crop_scale, blur_sigma, blur_p=0.1, solarize_p=0.2)
+        self.view1 = view(image_size, crop_scale, blur_sigma_at_paper_side, blur_p=1.0, solarize_p=0.0)
+        self.view2 = view(image_size, crop_scale, blur_sigma_at_paper_side, blur_p=0.1, solarize_p=0.2)
         self.normalize = normalize()
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

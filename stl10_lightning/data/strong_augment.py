@@ -1,6 +1,7 @@
-"""FixMatch's strong view, drawn per sample on the device from a uint8 batch.
+"""FixMatch's weak and strong views, drawn per sample on the device from a uint8 batch.
 
-FixMatch (Sohn et al. 2020) makes the strong view with a flip and a crop, RandAugment with a random
+FixMatch (Sohn et al. 2020) makes the weak view with a random horizontal flip and a translation of up to
+12.5% of the side, and the strong view with the same flip and crop, RandAugment with a random
 magnitude for every op, then Cutout. Neither library's RandAugment draws per sample: torchvision's v2
 RandAugment picks its ops (with replacement) once per call for the whole batch, at one fixed magnitude;
 `kornia.augmentation.auto.RandAugment` also picks its ops once per call for the whole batch, sets every
@@ -20,6 +21,8 @@ from stl10_lightning.data.transforms import classification_train_transform
 # FixMatch's magnitude ranges: an enhancement factor, and a shear factor that kornia takes as an angle.
 ENHANCE = (0.05, 0.95)
 SHEAR_DEGREES = math.degrees(math.atan(0.3))
+# The weak view's flip and pad-and-crop: fixed by the method, not by the labeled view's `model.augment`.
+FIXMATCH_CROP_AND_FLIP = {"crop_padding": 0.125, "flip": True}
 
 
 def randaugment_pool() -> dict[str, nn.Module]:
@@ -84,15 +87,18 @@ class PerSampleRandAugment(nn.Module):
         return out.clamp_(0.0, 1.0)
 
 
-def strong_transform(
-    image_size: int, crop_padding: float = 0.125, flip: bool = True, num_ops: int = 2, cutout: float = 0.5
-) -> nn.Sequential:
+def weak_transform(image_size: int) -> nn.Sequential:
+    """uint8 (B, 3, 96, 96) -> normalized float32 (B, 3, image_size, image_size): FixMatch's weak view."""
+    return classification_train_transform(image_size, **FIXMATCH_CROP_AND_FLIP)
+
+
+def strong_transform(image_size: int, num_ops: int = 2, cutout: float = 0.5) -> nn.Sequential:
     """uint8 (B, 3, 96, 96) -> normalized float32 (B, 3, image_size, image_size): FixMatch's strong view.
 
-    The weak view's pad-and-crop, flip and cutout (`classification_train_transform`), with RandAugment
-    inserted just before normalization. `cutout` is the erased square's side as a fraction of the image side.
+    The weak view's flip and pad-and-crop, then RandAugment (inserted just before normalization) and
+    cutout. `cutout` is the erased square's side as a fraction of the image side.
     """
-    steps = list(classification_train_transform(image_size, crop_padding, flip, cutout))
+    steps = list(classification_train_transform(image_size, **FIXMATCH_CROP_AND_FLIP, cutout=cutout))
     at = next(i for i, step in enumerate(steps) if isinstance(step, v2.Normalize))
     steps.insert(at, PerSampleRandAugment(num_ops))
     return nn.Sequential(*steps)

@@ -192,12 +192,13 @@ class BarlowTwinsModule(pl.LightningModule):
 
     def configure_optimizers(self):
         data = self.trainer.datamodule.hparams
+        batch_setting = "data.unlabeled_batch_size" if data.unlabeled_batch_size else "data.batch_size"
         probe = {"params": list(self.probe.parameters()), "weight_decay": 0.0, "lars_adaptation": False}
         optimizer = build_optimizer(
             self.hparams.optimizer,
             nn.ModuleList([self.backbone, self.projector]),
+            global_batch(self, "unlabeled", batch_setting),
             extra_groups=({**probe, "name": "probe"},),
-            global_batch=global_batch(self, data.unlabeled_batch_size or data.batch_size),
         )
         return with_schedule(self, optimizer, self.hparams.schedule, self.hparams.warmup_epochs)
 

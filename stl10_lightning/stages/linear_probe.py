@@ -95,8 +95,8 @@ class LinearProbe(SupervisedResNet):
         optimizer = build_optimizer(
             self.hparams.optimizer,
             self.head,
+            global_batch(self),
             extra_groups=(backbone,) if self.hparams.finetune else (),
-            global_batch=global_batch(self, self.trainer.datamodule.hparams.batch_size),
         )
         return with_schedule(self, optimizer, self.hparams.schedule, self.hparams.warmup_epochs)
 

@@ -2,7 +2,7 @@
 
 Every step takes a labeled batch and `mu` x as many images of the run's unlabeled subset (ratio x the
 labeled pool). The model labels a weak view (flip and crop) of each unlabeled image under no_grad, and
-a strong view (RandAugment and cutout) of the same image is trained towards that label when its
+a strong view (flip, crop, RandAugment and cutout) of the same image is trained towards that label when its
 confidence reaches `threshold` (Sohn et al. 2020):
 
     loss = CE(labeled) + lambda_u * masked CE(strong view, weak view's label)
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from stl10_lightning.data.strong_augment import strong_transform
+from stl10_lightning.data.strong_augment import strong_transform, weak_transform
 from stl10_lightning.errors import UserError
 from stl10_lightning.losses import consistency_loss
 from stl10_lightning.models.backbone_file import load_backbone
@@ -28,9 +28,12 @@ log = logging.getLogger(__name__)
 class OnlinePseudoLabelModule(SupervisedResNet):
     """The supervised stage's model, trained with FixMatch's labeled plus consistency loss.
 
-    `augment` is the labeled and weak views' flip and crop (its cutout is left to the strong view);
-    `strong_ops` RandAugment operations per image and a cutout of `strong_cutout` x the side make the
-    strong view. `init_backbone` starts from pretrained weights (a Barlow Twins backbone.pt or run).
+    `augment` is the labeled view's flip and crop (its cutout is not used: the strong view has its own).
+    The weak and strong views start from FixMatch's own flip and crop whatever `augment` says, so that
+    turning the labeled view's augmentation off never leaves the consistency loss comparing an image
+    with itself; `strong_ops` RandAugment operations per image and a cutout of `strong_cutout` x the
+    side make the strong view. `init_backbone` starts from pretrained weights (a Barlow Twins
+    backbone.pt or run).
     """
 
     def __init__(
@@ -51,7 +54,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         augment: dict | None = None,
         ema: float | None = None,
     ):
-        crop_and_flip = {key: value for key, value in (augment or {}).items() if key != "cutout"}
+        labeled_view = {key: value for key, value in (augment or {}).items() if key != "cutout"}
         super().__init__(
             backbone,
             optimizer,
@@ -60,7 +63,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             schedule,
             warmup_epochs,
             label_smoothing,
-            crop_and_flip,
+            labeled_view,
             ema,
         )
         check_threshold(threshold)
@@ -71,9 +74,8 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         if init_backbone is not None:
             # The average's first update copies the weights, so it starts from these too.
             self.hparams.init_backbone = str(load_backbone(self.backbone, backbone, init_backbone))
-        self.strong_transform = strong_transform(
-            image_size, **crop_and_flip, num_ops=strong_ops, cutout=strong_cutout
-        )
+        self.weak_transform = weak_transform(image_size)
+        self.strong_transform = strong_transform(image_size, num_ops=strong_ops, cutout=strong_cutout)
         # This epoch's sums, kept on the device so that no step waits for it: the masked pseudo-labels
         # per class, and (mask rates, steps, labeled images, of them past the threshold, and correct).
         self.register_buffer("masked_per_class", torch.zeros(num_classes), persistent=False)
@@ -104,8 +106,12 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             return super().on_after_batch_transfer(batch, dataloader_idx)
         images, labels = batch["labeled"][:2]
         unlabeled = batch["unlabeled"]
-        weak = self.train_transform  # flip and crop: `augment` without its cutout
-        return weak(images), labels, weak(unlabeled), self.strong_transform(unlabeled)
+        return (
+            self.train_transform(images),
+            labels,
+            self.weak_transform(unlabeled),
+            self.strong_transform(unlabeled),
+        )
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, labels, weak, strong = batch

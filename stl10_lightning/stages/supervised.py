@@ -19,6 +19,7 @@ from stl10_lightning.stages.optim import (
     build_optimizer,
     check_schedule,
     check_schedule_length,
+    global_batch,
     remember_schedule_length,
     with_schedule,
 )
@@ -122,5 +123,5 @@ class SupervisedResNet(pl.LightningModule):
         check_schedule_length(self, checkpoint, self.hparams.schedule)
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.hparams.optimizer, self)
+        optimizer = build_optimizer(self.hparams.optimizer, self, global_batch(self))
         return with_schedule(self, optimizer, self.hparams.schedule, self.hparams.warmup_epochs)
