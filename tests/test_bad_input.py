@@ -225,7 +225,7 @@ def test_an_output_folder_without_write_permission(monkeypatch, capfd, tmp_path,
         ),
         pytest.param(
             ["data.unlabeled_count=0"],
-            r"data.unlabeled_count=0 must be at least 1; set it to null to use every unlabeled image",
+            r"data.unlabeled_count=0 is not allowed: it must be a whole number >= 1, or null",
             id="unlabeled count of 0",
         ),
         pytest.param(

@@ -15,7 +15,7 @@ from stl10_lightning.errors import UserError
 from stl10_lightning.settings import check_settings
 from stl10_lightning.settings.check import _ranged_fields
 from stl10_lightning.settings.ranges import ALLOWED
-from stl10_lightning.train import CONFIG_DIR
+from stl10_lightning.train import CONFIG_DIR, train
 from tests.test_bad_input import assert_one_line_error, run_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -222,10 +222,6 @@ def test_command_line_mistakes_are_one_line_too(module, arguments, message):
     [
         (["model.num_classes=5"], r"model.num_classes=5 does not match the 10 classes of .*; leave it at 10"),
         (["data.train_on=unlabeled"], r"data.train_on=unlabeled: this stage trains a classifier on labeled"),
-        (
-            ["stage=barlow_twins", "model.projector=64-64", "model.knn_k=[5000]"],
-            r"model.knn_k has 5000 neighbours, more than the 500 labeled train images in the kNN bank",
-        ),
     ],
 )
 def test_settings_that_do_not_fit_the_data_are_refused_before_the_run_starts(
@@ -257,3 +253,14 @@ def test_a_setting_lightning_refuses_mid_run_is_one_line(monkeypatch, capfd, tmp
     assert code == 2
     assert_one_line_error(err, r"Lightning refused a setting: .*monitor='val/acx'")
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_the_demos_barlow_twins_run_records_the_optimizer_it_trained_with(synthetic_root, tmp_path):
+    demo = ["experiment=demo", "stage=barlow_twins", "data.synthetic=null", "data.unlabeled_count=null"]
+    fast = ["model.projector=64-64", "debug=fast_dev_run", "callbacks.progress_bar=null"]
+    cfg = compose_train(*demo, *fast, f"data.root={synthetic_root}", f"run_dir={tmp_path / 'run'}")
+    train(cfg)
+    recorded = OmegaConf.load(tmp_path / "run" / "config.yaml")
+    assert (
+        recorded.optimizer._target_ == "torch.optim.Adam" and recorded.model.optimizer == recorded.optimizer
+    )

@@ -61,6 +61,8 @@ def global_batch(
     follows that batch. A warning names `setting` when that happens.
     """
     served = training_loader(module, loader)
+    if served is None:  # no training batch at all (limit_train_batches=0): train.py refuses the run after fit
+        return module.trainer.datamodule.hparams.batch_size * module.trainer.world_size
     images = len(served.sampler)  # this process's share under DDP (Lightning's DistributedSampler)
     batch = min(served.batch_size, images)
     if batch < served.batch_size:
@@ -68,13 +70,13 @@ def global_batch(
     return batch * module.trainer.world_size * module.trainer.accumulate_grad_batches
 
 
-def training_loader(module: pl.LightningModule, name: str) -> DataLoader:
+def training_loader(module: pl.LightningModule, name: str) -> DataLoader | None:
     """The fit's train DataLoader, or the one called `name` when the batches are a dict of loaders."""
     trainer = module.trainer
     if trainer.train_dataloader is None:  # configure_optimizers runs before fit loads it
         trainer.fit_loop.setup_data()
     loaders = trainer.train_dataloader
-    return loaders[name] if isinstance(loaders, dict) else loaders
+    return loaders.get(name) if isinstance(loaders, dict) else loaders
 
 
 @rank_zero_only
