@@ -166,18 +166,25 @@ class Augment:
 
 
 @dataclass
-class ClassifierModel:
-    """What every stage that trains a classifier head shares (supervised, probe, pseudo-label)."""
+class StageModel:
+    """What every stage's LightningModule takes: built by Hydra from plain dicts (so that checkpoints load
+    with weights_only=True), with the backbone and optimizer groups' nodes."""
 
     _target_: str = MISSING
     _recursive_: bool = False
     _convert_: str = "all"
     backbone: Any = MISSING
     optimizer: Any = MISSING
-    num_classes: int = at_least(2)
+    num_classes: int = at_least(2, why="the data's classes")
     image_size: int = at_least(1)
     schedule: str = one_of(SCHEDULES)
     warmup_epochs: float = at_least(0, why="linear warm-up before the cosine decay")
+
+
+@dataclass
+class ClassifierModel(StageModel):
+    """What every stage that trains a classifier head shares (supervised, probe, pseudo-label)."""
+
     augment: Augment = field(default_factory=Augment)
 
 
@@ -203,18 +210,9 @@ class PseudoLabelModel(SupervisedModel):
 
 
 @dataclass
-class BarlowTwinsModel:
-    _target_: str = MISSING
-    _recursive_: bool = False
-    _convert_: str = "all"
-    backbone: Any = MISSING
-    optimizer: Any = MISSING
+class BarlowTwinsModel(StageModel):
     projector: str = MISSING
     lambd: float = at_least(0, why="weight of the off-diagonal term")
-    num_classes: int = at_least(2, why="the online probe's classes")
-    image_size: int = at_least(1)
-    schedule: str = one_of(SCHEDULES)
-    warmup_epochs: float = at_least(0)
     augment: dict[str, Any] = field(default_factory=dict)
     monitor_every_n_epochs: int = at_least(1, why="epochs between kNN and embedding evaluations")
     knn_k: list[int] = each_at_least(1, lambda: [200, 20], why="neighbours of the kNN monitor")
