@@ -15,6 +15,7 @@ from stl10_lightning.errors import UserError
 from stl10_lightning.settings import check_settings
 from stl10_lightning.settings.check import _ranged_fields
 from stl10_lightning.settings.ranges import ALLOWED
+from stl10_lightning.startup import warn_about_ignored_settings
 from stl10_lightning.train import CONFIG_DIR, train
 from tests.test_bad_input import assert_one_line_error, run_main
 
@@ -264,3 +265,32 @@ def test_the_demos_barlow_twins_run_records_the_optimizer_it_trained_with(synthe
     assert (
         recorded.optimizer._target_ == "torch.optim.Adam" and recorded.model.optimizer == recorded.optimizer
     )
+
+
+def test_a_checkpoint_folder_as_ckpt_path_names_the_file_to_give(
+    monkeypatch, capfd, tmp_path, synthetic_root
+):
+    folder = tmp_path / "elsewhere" / "checkpoints"
+    folder.mkdir(parents=True)
+    code, err = run_main(monkeypatch, capfd, tmp_path, f"data.root={synthetic_root}", f"ckpt_path={folder}")
+    assert code == 2
+    assert_one_line_error(err, rf"ckpt_path={folder} is a folder; give the checkpoint file in it to resume")
+
+
+def test_settings_of_the_other_pseudo_label_mode_are_named_in_a_warning(caplog):
+    cfg = compose_train("stage=pseudo_label", "pseudo.mode=online")
+    given = ["pseudo.mode=online", "pseudo.teacher=outputs/supervised/run", "+pseudo.weight=2", "pseudo.mu=2"]
+    warn_about_ignored_settings(cfg, given)
+    assert (
+        "pseudo.mode=online ignores pseudo.teacher, pseudo.weight (settings of the offline mode)"
+        in caplog.text
+    )
+    assert "pseudo.mu" not in caplog.text
+
+
+def test_the_study_refuses_a_file_as_its_folder(tmp_path):
+    (tmp_path / "study").write_text("")
+    command = [sys.executable, "-m", "stl10_lightning.study", "--out", str(tmp_path / "study")]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert_one_line_error(done.stderr, r"--out .*study is a file; give a folder for the study")
