@@ -57,13 +57,22 @@ class CheckpointPathsFollowTheRun(pl.Callback):
 
 
 def _reanchored(state: dict, old: Path, new: Path) -> dict:
+    """`state` with its paths moved from `old` to `new`. A checkpoint the new folder lacks (a resume into
+    another folder) is forgotten with its score: best.ckpt then competes among the resumed epochs only."""
+
     def moved(path: str) -> str:
-        return str(new / Path(path).relative_to(old)) if path and Path(path).is_relative_to(old) else path
+        if not path or not Path(path).is_relative_to(old):
+            return path
+        there = new / Path(path).relative_to(old)
+        return str(there) if there.is_file() else ""
 
     state = dict(state, dirpath=str(new))
     for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
         if key in state:
             state[key] = moved(state[key])
+    if state.get("best_model_path") == "":
+        state["best_model_score"] = None
     if "best_k_models" in state:
-        state["best_k_models"] = {moved(path): score for path, score in state["best_k_models"].items()}
+        kept = {moved(path): score for path, score in state["best_k_models"].items()}
+        state["best_k_models"] = {path: score for path, score in kept.items() if path}
     return state

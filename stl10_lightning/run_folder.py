@@ -46,8 +46,8 @@ def _check_free_for(run_dir: Path, ckpt_path: str | None) -> None:
     if (run_dir / "metrics.json").exists():
         if resumes_this_run(run_dir, ckpt_path):
             raise UserError(
-                f"the run in {run_dir} has finished (metrics.json), so there is nothing to resume and it "
-                "stays as it is; to train longer, start a new run"
+                f"ckpt_path={ckpt_path} belongs to a finished run (metrics.json in {run_dir}): there is "
+                "nothing to resume, and the run stays as it is; to train longer, start a new run"
             )
         raise UserError(
             f"{run_dir} holds a finished run, which a new run must not overwrite; leave hydra.run.dir unset "

@@ -112,8 +112,7 @@ def warn_about_ignored_settings(cfg: DictConfig, given: list[str]) -> None:
 
 
 def check_model_fits_data(model: pl.LightningModule, datamodule: STL10DataModule) -> None:
-    """What only the model and the data together can tell: classes, labeled batches, the kNN bank (a k
-    above it is only warned about: the default k=200 is more than a small split holds)."""
+    """What only the model and the data together can tell: classes, labeled batches, the kNN bank."""
     hparams, data = model.hparams, datamodule.hparams
     classes = len(datamodule.class_names)
     if classes and hparams.get("num_classes") not in (None, classes):
@@ -127,12 +126,9 @@ def check_model_fits_data(model: pl.LightningModule, datamodule: STL10DataModule
             "data.train_on=labeled (unlabeled images reach pseudo_label through ratio, and barlow_twins)"
         )
     bank = len(datamodule.splits["train"])
-    for k in hparams.get("knn_k", ()):
-        if k > bank:
-            log.warning(
-                "model.knn_k=%d is more than the %d labeled train images: knn/acc_k%d uses all %d",
-                k,
-                bank,
-                k,
-                bank,
-            )
+    too_many = [k for k in hparams.get("knn_k", ()) if k > bank]
+    if too_many:
+        raise UserError(
+            f"model.knn_k has {too_many[0]} neighbours, more than the {bank} labeled train images in the kNN "
+            f"bank (knn/acc_k{too_many[0]} would name a k it cannot use); use values up to {bank}"
+        )

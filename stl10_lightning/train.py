@@ -107,9 +107,11 @@ def _start_record(cfg: DictConfig, run_dir: Path) -> None:
 def _fit_and_evaluate(cfg, trainer: pl.Trainer, run_dir: Path, datamodule, model) -> dict[str, float]:
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     if trainer.global_step == 0:
+        limit = cfg.trainer.get("limit_train_batches")
+        limited = f", trainer.limit_train_batches={limit}" if limit is not None else ""
         raise UserError(
-            "the run took no optimizer step: its training data gave no batch; lower data.batch_size or give "
-            "it more training images"
+            f"the run took no optimizer step: its training data gave no batch (data.batch_size="
+            f"{cfg.data.batch_size}{limited}); lower data.batch_size, or give it more training images"
         )
 
     # The monitored checkpoint; fast_dev_run saves none, so the weights in memory are evaluated then.

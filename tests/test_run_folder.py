@@ -57,7 +57,7 @@ def finished(monkeypatch, synthetic_root, tmp_path) -> tuple[Path, dict[str, str
             ["optimizer.lr=0.2"],
             r"cannot resume: the run in .* was started with other settings .*lr: 0.1 -> 0.2",
         ),
-        ([], r"has finished \(metrics.json\), so there is nothing to resume"),
+        ([], r"ckpt_path=.*last.ckpt belongs to a finished run \(metrics.json in .*\): there is nothing"),
     ],
     ids=["other max_epochs", "mistyped data.root", "other lr", "same settings"],
 )
@@ -155,6 +155,31 @@ def test_a_moved_run_resumes_with_its_own_checkpoints_and_leaves_the_original_al
 
 
 def test_a_run_that_takes_no_step_is_not_reported_as_finished(make_cfg, tmp_path):
-    with pytest.raises(Exception, match=r"the run took no optimizer step: its training data gave no batch"):
+    with pytest.raises(
+        Exception,
+        match=r"no optimizer step: .* no batch \(data.batch_size=64, trainer.limit_train_batches=0\)",
+    ):
         train(make_cfg("trainer.max_epochs=1", "+trainer.limit_train_batches=0"))
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_checkpoint_resumed_into_another_folder_keeps_its_best_there(synthetic_root, tmp_path):
+    """hydra.run.dir set apart from the checkpoint's run: best.ckpt competes among the resumed epochs and
+    is written, and tested, in the new folder; the original run is left alone."""
+    original, elsewhere = tmp_path / "original", tmp_path / "elsewhere"
+    settings = ["trainer.max_epochs=3", "+trainer.limit_train_batches=2", "data.val_size=100"]
+    interrupt = [
+        "+callbacks.interrupt._target_=tests.test_train.InterruptAtEpoch",
+        "+callbacks.interrupt.epoch=2",
+    ]
+    with pytest.raises(Interrupted):
+        train(compose_tiny(synthetic_root, original, *settings, *interrupt))
+    before = fingerprint(original)
+    train(
+        compose_tiny(
+            synthetic_root, elsewhere, *settings, f"ckpt_path={original / 'checkpoints' / 'last.ckpt'}"
+        )
+    )
+    assert fingerprint(original) == before
+    assert json.loads((elsewhere / "metrics.json").read_text())["best_checkpoint"] == "checkpoints/best.ckpt"
+    assert (elsewhere / "checkpoints" / "best.ckpt").is_file()

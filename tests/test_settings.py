@@ -294,3 +294,10 @@ def test_the_study_refuses_a_file_as_its_folder(tmp_path):
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert_one_line_error(done.stderr, r"--out .*study is a file; give a folder for the study")
+
+
+def test_a_knn_k_above_the_bank_is_refused(monkeypatch, capfd, tmp_path, synthetic_root):
+    bt = ["stage=barlow_twins", "model.projector=64-64", "model.knn_k=[5000]"]
+    code, err = run_main(monkeypatch, capfd, tmp_path, f"data.root={synthetic_root}", *bt)
+    assert code == 2
+    assert_one_line_error(err, r"model.knn_k has 5000 neighbours, more than the 500 labeled train images")
