@@ -7,6 +7,7 @@ import io
 import itertools
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -91,11 +92,23 @@ def table_rows(markdown: str) -> list[dict[str, str]]:
     return [dict(zip(header, row, strict=True)) for row in rows[1:]]  # rows[0]: the alignment line
 
 
-def legend(markdown: str) -> list[str]:
-    """The legend's lines, one per stage and mode with more than one recipe."""
+def legend_lines(markdown: str) -> list[str]:
+    """The legend's lines, one per recipe: "- A (supervised): <headline>[; differs in <keys>]"."""
     if "Recipes (" not in markdown:
         return []
     return markdown.split("Recipes (")[1].split("\n\n")[0].splitlines()[1:]
+
+
+def legend(markdown: str) -> list[str]:
+    """Per stage and mode whose recipes differ: "- <stage>: A: <keys>; B: <keys>"."""
+    grouped: dict[str, list[str]] = {}
+    for line in legend_lines(markdown):
+        recipe, name, _, differs = re.fullmatch(
+            r"- (\w+) \((.+?)\): (.*?)(?:; differs in (.*))?", line
+        ).groups()
+        if differs:
+            grouped.setdefault(name, []).append(f"{recipe}: {differs}")
+    return [f"- {name}: {'; '.join(entries)}" for name, entries in grouped.items()]
 
 
 def report_of(folder: Path, tmp_path: Path) -> tuple[list[dict[str, str]], str]:
@@ -201,6 +214,10 @@ def test_runs_differing_in_max_epochs_are_two_rows_named_in_the_legend(tmp_path)
         ("B", "70.00", "1"),
     ]
     assert legend(printed) == ["- supervised: A: trainer.max_epochs=10; B: trainer.max_epochs=200"]
+    assert legend_lines(printed)[0] == (
+        "- A (supervised): SGD lr 0.1 per 128 images, 10 epochs, batch 128, 96 px; "
+        "differs in trainer.max_epochs=10"
+    )
 
 
 def test_backbone_options_are_different_rows(tmp_path):

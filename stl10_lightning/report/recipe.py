@@ -130,3 +130,26 @@ def differences(recipes: list[dict]) -> list[tuple[str, ...]]:
     copies = _copies(varying, recipes)
     named = [key for key in varying if key not in copies]
     return [tuple(f"{key}={shown(recipe.get(key, ABSENT))}" for key in named) for recipe in recipes]
+
+
+def headline(settings: dict) -> str:
+    """The recipe in a few words, so that a reader tells one training recipe from another (FixMatch's
+    from the supervised one) without opening config.yaml: optimizer and rate, epochs, batch, image side,
+    and the weight average and mode settings where they apply."""
+    optimizer = str(settings.get("optimizer._target_", "?")).rsplit(".", 1)[-1]
+    reference = settings.get("optimizer.lr_reference_batch")
+    epochs = settings.get("trainer.max_epochs")
+    parts = [
+        f"{optimizer} lr {shown(settings.get('optimizer.lr'))}"
+        + (f" per {reference} images" if reference else ""),
+        f"{shown(epochs)} epoch{'' if epochs == 1 else 's'}",
+        f"batch {shown(settings.get('data.batch_size'))}",
+        f"{shown(settings.get('data.image_size'))} px",
+    ]
+    if settings.get("model.ema") is not None:
+        parts.append(f"EMA {shown(settings['model.ema'])}")
+    if settings.get("model.mode") == "online":
+        parts.append(f"mu {shown(settings.get('pseudo.mu'))}")
+    if settings.get("trainer.precision") not in (None, "32-true"):
+        parts.append(str(settings["trainer.precision"]))
+    return ", ".join(parts)

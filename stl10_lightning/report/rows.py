@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from stl10_lightning.report.collect import Run
-from stl10_lightning.report.recipe import baseline_key, differences, recipe
+from stl10_lightning.report.recipe import baseline_key, differences, headline, recipe
 
 # The stages that end with a test accuracy, in table order; Barlow Twins pretraining has none.
 METHODS = {"supervised": "supervised", "linear_probe": "linear probe", "pseudo_label": "pseudo-label"}
@@ -44,6 +44,7 @@ class Row:
     mode: str | None
     recipe: str | None  # A, B, ...: one per recipe; None: config.yaml unreadable, recipe unknown
     differs: tuple[str, ...]  # "key=value" where this recipe differs from the others of its stage and mode
+    headline: str | None  # the recipe in a few words (recipe.headline); None: config.yaml unreadable
     backbone: str | None
     data_root: str | None
     labeled: int | None
@@ -211,6 +212,7 @@ def _row(
         mode=mode,
         recipe=name,
         differs=differs,
+        headline=headline(runs[0].settings) if runs[0].settings is not None else None,
         backbone=runs[0].backbone,
         data_root=root,
         labeled=runs[0].metrics.get("labeled"),

@@ -90,19 +90,21 @@ def _table(rows: list[Row]) -> list[str]:
 
 
 def _legend(rows: list[Row]) -> list[str]:
-    """Per stage and mode with more than one recipe: where each recipe differs from the others."""
-    recipes: dict[str, dict[str, tuple[str, ...]]] = {}
+    """Every recipe in a few words, and where it differs from the other recipes of its stage and mode."""
+    recipes: dict[str, str] = {}
     for row in sorted(rows, key=lambda row: list(METHODS).index(row.stage)):
-        if row.differs:
-            name = f"{row.method} {row.mode}" if row.stage == "pseudo_label" else row.method
-            recipes.setdefault(name, {})[str(row.recipe)] = row.differs
+        if row.recipe is None or row.recipe in recipes:
+            continue
+        name = f"{row.method} {row.mode}" if row.stage == "pseudo_label" else row.method
+        differs = f"; differs in {', '.join(row.differs)}" if row.differs else ""
+        recipes[row.recipe] = f"- {row.recipe} ({name}): {row.headline}{differs}"
     if not recipes:
         return []
-    lines = ["", "Recipes (where they differ from the other recipes of their stage and mode):"]
-    for name, differs in recipes.items():
-        entries = "; ".join(f"{recipe}: {', '.join(keys)}" for recipe, keys in differs.items())
-        lines.append(f"- {name}: {entries}")
-    return lines
+    return [
+        "",
+        "Recipes (and where each differs from the other recipes of its stage and mode):",
+        *recipes.values(),
+    ]
 
 
 def _duplicates(duplicates: list[Duplicate]) -> list[str]:
