@@ -25,6 +25,16 @@ from tests.test_train import Interrupted
 SHORT = ["trainer.max_epochs=2", "+trainer.limit_train_batches=2", "data.val_size=100", "data.batch_size=64"]
 
 
+def interrupted_run(root: Path, run_dir: Path, *settings: str) -> None:
+    """A run stopped at the start of its third epoch, after two epochs' checkpoints, as a killed job is."""
+    interrupt = [
+        "+callbacks.interrupt._target_=tests.test_train.InterruptAtEpoch",
+        "+callbacks.interrupt.epoch=2",
+    ]
+    with pytest.raises(Interrupted):
+        train(compose_tiny(root, run_dir, *settings, *interrupt))
+
+
 def fingerprint(run_dir: Path) -> dict[str, str]:
     return {
         str(path.relative_to(run_dir)): hashlib.sha256(path.read_bytes()).hexdigest()
@@ -135,12 +145,7 @@ def test_two_runs_cannot_write_one_folder_and_a_killed_one_leaves_no_lock(
 def test_a_moved_run_resumes_with_its_own_checkpoints_and_leaves_the_original_alone(synthetic_root, tmp_path):
     original, moved = tmp_path / "original", tmp_path / "moved"
     settings = ["trainer.max_epochs=4", "+trainer.limit_train_batches=2", "data.val_size=100"]
-    interrupt = [
-        "+callbacks.interrupt._target_=tests.test_train.InterruptAtEpoch",
-        "+callbacks.interrupt.epoch=2",
-    ]
-    with pytest.raises(Interrupted):
-        train(compose_tiny(synthetic_root, original, *settings, *interrupt))
+    interrupted_run(synthetic_root, original, *settings)
     shutil.copytree(original, moved)
     before = fingerprint(original)
 
@@ -168,12 +173,7 @@ def test_a_checkpoint_resumed_into_another_folder_keeps_its_best_there(synthetic
     is written, and tested, in the new folder; the original run is left alone."""
     original, elsewhere = tmp_path / "original", tmp_path / "elsewhere"
     settings = ["trainer.max_epochs=3", "+trainer.limit_train_batches=2", "data.val_size=100"]
-    interrupt = [
-        "+callbacks.interrupt._target_=tests.test_train.InterruptAtEpoch",
-        "+callbacks.interrupt.epoch=2",
-    ]
-    with pytest.raises(Interrupted):
-        train(compose_tiny(synthetic_root, original, *settings, *interrupt))
+    interrupted_run(synthetic_root, original, *settings)
     before = fingerprint(original)
     train(
         compose_tiny(
