@@ -52,9 +52,10 @@ def _uses_an_experiment(overrides: list[str]) -> bool:
 
 def pseudo_label_step(out: Path, mode: str, ratio: str, recipe: list[str]) -> tuple[Path, list[str]]:
     folder = out / "pseudo_label" / mode / f"ratio_{ratio}"
-    # The offline mode's teacher is the study's supervised run; the online mode needs none.
-    teacher = [f"pseudo.teacher={out / 'supervised'}"] if mode == "offline" else recipe
-    return folder, ["stage=pseudo_label", f"pseudo.mode={mode}", f"ratio={ratio}", *teacher]
+    # The offline mode's teacher is the study's supervised run; the online mode needs none, but has its
+    # own training recipe (`recipe`, empty when the study's experiment gives every step its settings).
+    own = [f"pseudo.teacher={out / 'supervised'}"] if mode == "offline" else recipe
+    return folder, ["stage=pseudo_label", f"pseudo.mode={mode}", f"ratio={ratio}", *own]
 
 
 def steps(
@@ -101,8 +102,8 @@ def check_arguments(out: Path, ratios: str, modes: str) -> None:
 
 
 def check_steps(study_steps: list[tuple[Path, list[str]]], overrides: list[str]) -> None:
-    """Compose every step's config as train.py will and check its settings, and read the data once, so
-    that a bad value stops the study now rather than hours in, after the steps before it."""
+    """Compose every step's config as train.py will, check its settings and read its data, so that a bad
+    value stops the study now rather than hours in, after the steps before it."""
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         for folder, arguments in study_steps:
             try:

@@ -173,3 +173,16 @@ def test_multirun_of_two_ratios_writes_two_folders(finished_run, synthetic_root,
     results = sorted((tmp_path / "sweep").glob("*/metrics.json"))
     assert [p.parent.name for p in results] == ["0", "1"]
     assert [json.loads(p.read_text())["unlabeled_used"] for p in results] == [100, 200]
+
+
+@pytest.mark.parametrize(("budget", "more_steps"), [("epochs", True), ("match_supervised", False)])
+def test_the_student_budget_is_the_supervised_runs_steps_when_asked(
+    finished_run, make_cfg, tmp_path, budget, more_steps
+):
+    """900 labeled train images at batch 64 give 14 steps an epoch; the kept images add more, unless
+    pseudo.steps=match_supervised keeps the student at the supervised run's 14 an epoch."""
+    settings = ["pseudo.threshold=0.5", "trainer.max_epochs=2", f"pseudo.steps={budget}"]
+    train(pseudo_cfg(make_cfg, finished_run[0], *settings))
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["kept"] >= 64  # enough for at least one more batch an epoch
+    assert (saved["steps"] > 2 * 14) == more_steps and saved["steps"] >= 2 * 14

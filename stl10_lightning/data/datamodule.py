@@ -196,6 +196,11 @@ class STL10DataModule(pl.LightningDataModule):
             collate_fn=keep_batch,
         )
 
+    def batches_per_epoch(self, split: str = "train") -> int:
+        """Training batches an epoch of `split` gives each process, by the loader's drop_last rule."""
+        share, batch = self._share(len(self.splits[split])), self.hparams.batch_size
+        return share // batch if share > batch else 1
+
     def _share(self, images: int) -> int:
         """Images each process trains on: Lightning splits training sets evenly over the processes."""
         processes = self.trainer.world_size if self.trainer is not None else 1

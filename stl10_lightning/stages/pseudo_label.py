@@ -129,7 +129,7 @@ class PseudoLabelModule(SupervisedResNet):
                 threshold,
                 confidence.max(initial=0),
             )
-        batches_before = self._labeled_batches_per_epoch(datamodule)
+        batches_before = datamodule.batches_per_epoch("train")
         datamodule.add_pseudo_labels(kept, prediction[kept])
         if self.hparams.steps == "match_supervised":
             self._limit_batches_per_epoch(batches_before)
@@ -151,12 +151,6 @@ class PseudoLabelModule(SupervisedResNet):
         }
         log.info("pseudo-labels: %s", {k: v for k, v in self.summary.items() if k != "kept_per_class"})
         self._teacher.model = None  # labeling is done: free the teacher's memory for the student
-
-    def _labeled_batches_per_epoch(self, datamodule) -> int:
-        """Batches a supervised epoch of this run takes per process (drop_last, as the loader does)."""
-        per_process = -(-len(datamodule.splits["train"]) // self.trainer.world_size)
-        batch = datamodule.hparams.batch_size
-        return per_process // batch if per_process > batch else 1
 
     def _limit_batches_per_epoch(self, batches: int) -> None:
         """Lightning reads limit_train_batches when it sets up the train loader, after this hook."""
