@@ -36,8 +36,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from benchmarks.lightning_trainer import StepClock, bench_trainer
-from stl10_lightning.atomic import write_text
-from stl10_lightning.callbacks import StopOnNonFiniteLoss
+from stl10_lightning.common.atomic import write_text
+from stl10_lightning.launch.callbacks import StopOnNonFiniteLoss
 from stl10_lightning.train import CONFIG_DIR
 
 STAGES = ("barlow_twins", "supervised")

@@ -24,7 +24,7 @@ import pytorch_lightning as pl
 import torch
 import torchvision
 
-from stl10_lightning.atomic import write_text
+from stl10_lightning.common.atomic import write_text
 
 MODULES = ("data_startup", "augmentation", "training_step", "pseudo_inference", "linear_probe")
 HERE = Path(__file__).resolve().parent

@@ -23,8 +23,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from stl10_lightning import settings, startup
-from stl10_lightning.errors import OneLineArgumentParser, UserError
+from stl10_lightning import settings
+from stl10_lightning.common.errors import OneLineArgumentParser, UserError
+from stl10_lightning.launch import startup
 from stl10_lightning.report.cli import report
 from stl10_lightning.stages.pseudo_label_modes import MODES
 from stl10_lightning.train import CONFIG_DIR

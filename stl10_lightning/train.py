@@ -3,7 +3,7 @@
 `python train.py stage=supervised backbone=resnet18 ...`, or the `stl10-train` console script.
 
 Every check (settings, checkpoint, data, model, machine) runs before the run folder is touched; then the
-run claims its folder (run_folder.py), so a finished run is never changed by a later command.
+run claims its folder (runs/folder.py), so a finished run is never changed by a later command.
 """
 
 import logging
@@ -22,16 +22,20 @@ from pytorch_lightning.core.saving import save_hparams_to_yaml
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
-from stl10_lightning import atomic, resume, run_folder, settings, startup
-from stl10_lightning.ddp_launch import other_ranks_join_this_run
-from stl10_lightning.errors import UserError, user_error_behind
+from stl10_lightning import settings
+from stl10_lightning.common import atomic
+from stl10_lightning.common.errors import UserError, user_error_behind
+from stl10_lightning.launch import startup
+from stl10_lightning.launch.ddp import other_ranks_join_this_run
+from stl10_lightning.runs import folder as run_folder
+from stl10_lightning.runs import resume
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger(__name__)
 # By design the stage, not the data module, transforms batches on the device; Lightning warns about it.
 warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
 
-OmegaConf.register_new_resolver("run_folder_for", resume.run_folder_for, replace=True)  # conf/train.yaml
+OmegaConf.register_new_resolver("run_folder_for", run_folder.run_folder_for, replace=True)  # conf/train.yaml
 settings.register()  # the schema that conf/ files name in their defaults lists
 
 

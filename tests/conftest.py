@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from stl10_lightning.common.errors import UserError, find_cause
 from stl10_lightning.data import synthetic
-from stl10_lightning.errors import UserError, find_cause
 from stl10_lightning.train import CONFIG_DIR, train
 
 # Small enough to generate in about a second, large enough for a tiny CNN to learn the shapes.

@@ -280,7 +280,7 @@ def test_a_ratio_above_the_unlabeled_images(monkeypatch, capfd, tmp_path, synthe
 def test_a_full_disk(monkeypatch, capfd, tmp_path, synthetic_root):
     """Writes to /dev/full fail as on a full disk (the real thing: see the README's manual check)."""
     (tmp_path / "run").mkdir()
-    # config.yaml is the run's first file, written through this temporary name (stl10_lightning/atomic.py)
+    # config.yaml is the run's first file, written through this temporary name (common/atomic.py)
     (tmp_path / "run" / f".config.yaml.{os.getpid()}.tmp").symlink_to("/dev/full")
     code, err = run_main(monkeypatch, capfd, tmp_path, f"data.root={synthetic_root}", "debug=fast_dev_run")
     assert code == 2

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from stl10_lightning.errors import UserError
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.losses import BarlowTwinsLoss
 
 

@@ -5,12 +5,12 @@ import pytorch_lightning as pl
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.data import STL10DataModule
-from stl10_lightning.errors import UserError
 from stl10_lightning.models import TinyNet
 from stl10_lightning.models.backbone_file import read_backbone
+from stl10_lightning.monitoring.knn import knn_predict
 from stl10_lightning.stages.barlow_twins import BarlowTwinsModule, build_projector
-from stl10_lightning.stages.knn import knn_predict
 from tests.conftest import PRETRAIN_EPOCHS as EPOCHS
 
 

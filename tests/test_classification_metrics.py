@@ -1,6 +1,6 @@
 import torch
 
-from stl10_lightning.stages.classification_metrics import classification_metrics
+from stl10_lightning.monitoring.classification_metrics import classification_metrics
 
 
 def macro_f1_from_confusion(preds: torch.Tensor, target: torch.Tensor, num_classes: int) -> float:

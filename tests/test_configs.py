@@ -2,7 +2,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from stl10_lightning.stages import OnlinePseudoLabelModule, PseudoLabelModule, SupervisedResNet
+from stl10_lightning.stages import OfflinePseudoLabelModule, OnlinePseudoLabelModule, SupervisedResNet
 from stl10_lightning.train import CONFIG_DIR
 
 
@@ -32,7 +32,7 @@ def test_fixmatch_recipe_is_the_papers_on_one_gpu():
 
 @pytest.mark.parametrize(
     ("mode", "cls", "threshold"),
-    [("offline", PseudoLabelModule, 0.99), ("online", OnlinePseudoLabelModule, 0.95)],
+    [("offline", OfflinePseudoLabelModule, 0.99), ("online", OnlinePseudoLabelModule, 0.95)],
 )
 def test_pseudo_mode_picks_the_module_and_only_its_settings(make_cfg, finished_run, mode, cls, threshold):
     model = instantiate(

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.data import STL10DataModule, synthetic
-from stl10_lightning.errors import UserError
 from tests.conftest import SYNTHETIC
 
 

@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from stl10_lightning.data import STL10DataModule, synthetic
 from stl10_lightning.data.transforms import eval_transform
 from stl10_lightning.models.backbone_file import read_backbone
-from stl10_lightning.stages.knn import knn_predict
+from stl10_lightning.monitoring.knn import knn_predict
 from stl10_lightning.train import train
 from tests.conftest import compose_tiny
 from tests.test_train import stage_inputs

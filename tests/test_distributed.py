@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from stl10_lightning.distributed import CpuSyncBatchNorm, SyncBatchNormPlugin
+from stl10_lightning.common.distributed import CpuSyncBatchNorm, SyncBatchNormPlugin
 from stl10_lightning.losses import BarlowTwinsLoss, barlow_twins
 
 WORLD_SIZE = 2

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.data import STL10DataModule
-from stl10_lightning.errors import UserError
 from stl10_lightning.models import TinyNet
 from stl10_lightning.models.backbone_file import load_backbone, save_backbone
-from stl10_lightning.runs import newest_finished_run
+from stl10_lightning.runs.folder import newest_finished_run
 from stl10_lightning.stages.teacher import load_teacher, predict
 from stl10_lightning.train import train
 
@@ -84,15 +84,18 @@ def test_default_source_is_the_newest_finished_barlow_twins_run(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match="no finished barlow_twins run under outputs/"):
         newest_finished_run("barlow_twins", needs="backbone.pt")
-    runs = {
+    runs = {  # in the order they finish
         "barlow_twins/old": "barlow_twins",
         "study/x/barlow_twins": "barlow_twins",  # a study's run counts too
         "barlow_twins/unfinished": None,
         "supervised/newer": "supervised",  # another stage
+        "barlow_twins/no_config": "barlow_twins",  # no config.yaml: not a run folder
     }
     for finished_at, (name, stage) in enumerate(runs.items()):
         (tmp_path / "outputs" / name).mkdir(parents=True)
         (tmp_path / "outputs" / name / "backbone.pt").touch()
+        if name != "barlow_twins/no_config":
+            (tmp_path / "outputs" / name / "config.yaml").write_text("stage: {}\n")
         if stage:
             (tmp_path / "outputs" / name / "metrics.json").write_text(json.dumps({"stage": stage}))
             os.utime(tmp_path / "outputs" / name / "metrics.json", (finished_at, finished_at))

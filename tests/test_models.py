@@ -3,7 +3,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from stl10_lightning.errors import UserError
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.models import resnet18
 from stl10_lightning.train import CONFIG_DIR
 

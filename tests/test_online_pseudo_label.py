@@ -9,11 +9,11 @@ import torch
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.data import STL10DataModule, synthetic
 from stl10_lightning.data.stl10_binary import to_upright
-from stl10_lightning.errors import UserError
 from stl10_lightning.models.backbone_file import read_backbone
-from stl10_lightning.resume import check_checkpoint
+from stl10_lightning.runs.resume import check_checkpoint
 from stl10_lightning.stages import OnlinePseudoLabelModule, SupervisedResNet
 from stl10_lightning.stages.teacher import load_teacher
 from stl10_lightning.train import train

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from stl10_lightning.models import TinyNet
 from stl10_lightning.models.backbone_file import save_backbone
-from stl10_lightning.stages.optim import build_optimizer, global_batch, warmup_cosine
+from stl10_lightning.optim.build import build_optimizer, global_batch, warmup_cosine
 
 SGD = {"_target_": "torch.optim.SGD", "lr": 0.1, "weight_decay": 5e-4}
 
@@ -26,7 +26,7 @@ def test_weight_decay_skips_biases_and_batchnorm():
 
 
 def test_any_optimizer_with_a_reference_batch_scales_both_rates_and_logs_it(caplog):
-    caplog.set_level(logging.INFO, logger="stl10_lightning.stages.optim")
+    caplog.set_level(logging.INFO, logger="stl10_lightning.optim.build")
     adam = {"_target_": "torch.optim.Adam", "lr": 1e-3, "no_decay_lr": 1e-4, "lr_reference_batch": 256}
     weights, no_decay = build_optimizer(adam, nn.Linear(2, 2), global_batch=64).param_groups
     assert weights["lr"] == pytest.approx(2.5e-4) and no_decay["lr"] == pytest.approx(2.5e-5)
@@ -73,7 +73,7 @@ def learning_rates(trainer: pl.Trainer) -> dict[str, float]:
     "stage", [["stage=supervised"], ["stage=pseudo_label", "pseudo.mode=online", "ratio=0.2", "pseudo.mu=1"]]
 )
 def test_sgd_follows_the_global_batch_from_the_recipes_128(make_cfg, caplog, stage):
-    caplog.set_level(logging.INFO, logger="stl10_lightning.stages.optim")
+    caplog.set_level(logging.INFO, logger="stl10_lightning.optim.build")
     trainer = fit_one_step(make_cfg(*stage, "data.batch_size=256", "model.schedule=constant"))
     assert learning_rates(trainer)["weights"] == pytest.approx(0.2)  # 0.1 x 256 / 128, on 900 images
     assert "optimizer.lr 0.1 x global batch 256 / optimizer.lr_reference_batch 128 = 0.2" in caplog.text

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.data import STL10DataModule
-from stl10_lightning.errors import UserError
 from stl10_lightning.stages.teacher import select
 from stl10_lightning.train import train
 from tests.conftest import raises_user_error

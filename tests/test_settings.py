@@ -11,11 +11,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from stl10_lightning.errors import UserError
+from stl10_lightning.common.errors import UserError
+from stl10_lightning.launch.startup import warn_about_ignored_settings
 from stl10_lightning.settings import check_settings
 from stl10_lightning.settings.check import _ranged_fields
 from stl10_lightning.settings.ranges import ALLOWED
-from stl10_lightning.startup import warn_about_ignored_settings
 from stl10_lightning.train import CONFIG_DIR, train
 from tests.test_bad_input import assert_one_line_error, run_main
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torchvision
 
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.data import stl10_binary
 from stl10_lightning.data.stl10_binary import IMAGE_BYTES, STL10Binary, to_upright
-from stl10_lightning.errors import UserError
 
 
 def write_folder(root, images: np.ndarray, labels: np.ndarray):

@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import pytest
 
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.data import synthetic
 from stl10_lightning.data.stl10_binary import IMAGE_BYTES, STL10Binary
-from stl10_lightning.errors import UserError
 
 
 def test_generator_writes_the_official_layout(synthetic_root):

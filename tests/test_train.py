@@ -5,11 +5,11 @@ import pytorch_lightning as pl
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.data import STL10DataModule
-from stl10_lightning.errors import UserError
 from stl10_lightning.models import TinyNet
 from stl10_lightning.models.backbone_file import save_backbone
-from stl10_lightning.resume import run_folder_for
+from stl10_lightning.runs.folder import run_folder_for
 from stl10_lightning.stages import SupervisedResNet
 from stl10_lightning.train import train
 from tests.conftest import compose_tiny

@@ -10,10 +10,10 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.data import stl10_binary
 from stl10_lightning.data.memmap_images import ConcatImages, MemmapImages, RepeatedImages, keep_batch
 from stl10_lightning.data.splits import seeded_subset, stratified_split
-from stl10_lightning.errors import UserError
 
 TRAIN_ON = ("labeled", "unlabeled", "train+unlabeled")
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from stl10_lightning.errors import UserError
+from stl10_lightning.common.errors import UserError
 
 
 def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

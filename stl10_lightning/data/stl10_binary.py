@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stl10_lightning.errors import UserError
+from stl10_lightning.common.errors import UserError
 
 FOLDER = "stl10_binary"
 IMAGE_SHAPE = (3, 96, 96)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.data.stl10_binary import (
     CLASS_NAMES_FILE,
     FOLDER,
@@ -23,7 +24,6 @@ from stl10_lightning.data.stl10_binary import (
     MANIFEST_FILE,
     NUM_CLASSES,
 )
-from stl10_lightning.errors import UserError
 
 SIZE = 96
 VERSION = 2  # of the drawing code; a folder drawn by another version is regenerated only by hand

@@ -8,8 +8,8 @@ where c is the cross-correlation between the two views' projections, each standa
 import torch
 from torch import Tensor, nn
 
-from stl10_lightning.distributed import all_reduce_sum, global_batch_moments, world_size
-from stl10_lightning.errors import UserError
+from stl10_lightning.common.distributed import all_reduce_sum, global_batch_moments, world_size
+from stl10_lightning.common.errors import UserError
 
 BATCHNORM_EPS = 1e-5  # the paper's code standardizes with BatchNorm1d(affine=False), whose eps this is
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stl10_lightning.atomic import replace_with
-from stl10_lightning.errors import UserError
+from stl10_lightning.common.atomic import replace_with
+from stl10_lightning.common.errors import UserError
 
 FORMAT = "stl10-lightning backbone v1"
 log = logging.getLogger(__name__)

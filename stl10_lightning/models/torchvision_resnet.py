@@ -12,7 +12,7 @@ Stems (`stem=`):
 import torchvision
 from torch import nn
 
-from stl10_lightning.errors import UserError
+from stl10_lightning.common.errors import UserError
 
 STEMS = ("imagenet", "conv3_pool", "conv3")
 

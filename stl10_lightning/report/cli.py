@@ -4,8 +4,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from stl10_lightning.atomic import replace_with, write_text
-from stl10_lightning.errors import OneLineArgumentParser, UserError
+from stl10_lightning.common.atomic import replace_with, write_text
+from stl10_lightning.common.errors import OneLineArgumentParser, UserError
 from stl10_lightning.report.collect import collect
 from stl10_lightning.report.plot import accuracy_vs_ratio
 from stl10_lightning.report.rows import build_rows, drop_duplicates

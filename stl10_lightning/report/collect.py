@@ -1,20 +1,15 @@
-"""Finding run folders under the given paths and reading what each one holds.
+"""Reading what each run folder under the given paths holds (runs/folder.py finds them).
 
 A run folder is one with `config.yaml` (written when the run starts); `metrics.json` appears only
 when it finishes, so a folder without it is a run still going, stopped or crashed.
 """
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from stl10_lightning.errors import UserError
-
-# Hydra's own copy of the unresolved config, and this tool's output, hold no runs.
-NOT_RUNS = {".hydra", "report"}
+from stl10_lightning.runs.folder import read_metrics, run_folders
 
 
 @dataclass(frozen=True)
@@ -28,40 +23,6 @@ class Run:
     metrics: dict | None  # None: unfinished or unreadable
     finished_at: float | None = None  # metrics.json's mtime: which of two runs of one seed is newer
     problem: str | None = None  # why metrics is None, when it is not simply "not finished yet"
-
-
-def find_run_folders(paths: list[Path]) -> list[Path]:
-    """Run folders at or under `paths`, each once, in a stable order."""
-    found: dict[Path, Path] = {}
-    for path in paths:
-        if not path.exists():
-            raise UserError(f"{path} does not exist; give a run folder, a multirun folder or one above them")
-        if not path.is_dir():
-            raise UserError(f"{path} is not a folder; give a run folder, a multirun folder or one above them")
-        for folder, subfolders, files in os.walk(path):
-            if "config.yaml" in files:
-                found.setdefault(Path(folder).resolve(), Path(folder))
-                subfolders.clear()  # checkpoints/ and tensorboard/ hold no runs
-            else:
-                subfolders[:] = sorted(name for name in subfolders if name not in NOT_RUNS)
-    if not found:
-        shown = " ".join(str(path) for path in paths)
-        raise UserError(f"no run folders (with config.yaml) under {shown}; point at outputs/ or a run folder")
-    return sorted(found.values())
-
-
-def _read_metrics(folder: Path) -> tuple[dict | None, float | None, str | None]:
-    """(metrics, metrics.json's mtime, problem)."""
-    path = folder / "metrics.json"
-    try:
-        metrics, finished_at = json.loads(path.read_text()), path.stat().st_mtime
-    except FileNotFoundError:
-        return None, None, None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        return None, None, f"unreadable metrics.json ({err})"
-    if not isinstance(metrics, dict):
-        return None, None, "unreadable metrics.json (not a JSON object)"
-    return metrics, finished_at, None
 
 
 def _hashable(value):
@@ -94,7 +55,7 @@ def _read_settings(folder: Path) -> dict | None:
 
 
 def read_run(folder: Path) -> Run:
-    metrics, finished_at, problem = _read_metrics(folder)
+    metrics, finished_at, problem = read_metrics(folder)
     settings = _read_settings(folder) or {}
     target, root = settings.get("backbone._target_"), settings.get("data.root")
     seed = (metrics or {}).get("seed", settings.get("seed"))
@@ -112,4 +73,4 @@ def read_run(folder: Path) -> Run:
 
 
 def collect(paths: list[Path]) -> list[Run]:
-    return [read_run(folder) for folder in find_run_folders(paths)]
+    return [read_run(folder) for folder in run_folders(paths)]

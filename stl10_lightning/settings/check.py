@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from stl10_lightning.errors import UserError
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.settings.ranges import ALLOWED, CHECK, refusal
 
 

@@ -11,7 +11,7 @@ import difflib
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from stl10_lightning.errors import find_cause
+from stl10_lightning.common.errors import find_cause
 from stl10_lightning.settings.ranges import refusal
 
 

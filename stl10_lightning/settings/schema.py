@@ -13,8 +13,8 @@ from omegaconf import MISSING
 
 from stl10_lightning.data.datamodule import TRAIN_ON
 from stl10_lightning.models.torchvision_resnet import STEMS
+from stl10_lightning.optim.build import SCHEDULES
 from stl10_lightning.settings.ranges import above, at_least, devices, each_at_least, one_of, within
-from stl10_lightning.stages.optim import SCHEDULES
 from stl10_lightning.stages.pseudo_label_modes import MODES
 
 # Lightning's accepted `precision` and `accelerator` values (its own check comes later and says less).

@@ -15,15 +15,15 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.utilities.distributed import gather_all_tensors
 
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.data.ssl_transforms import BarlowTwinsViews
 from stl10_lightning.data.transforms import eval_transform
-from stl10_lightning.errors import UserError
 from stl10_lightning.losses import BarlowTwinsLoss
 from stl10_lightning.models.backbone_file import save_backbone
-from stl10_lightning.stages.embeddings import log_embeddings
-from stl10_lightning.stages.features import frozen_features
-from stl10_lightning.stages.knn import knn_predict
-from stl10_lightning.stages.optim import (
+from stl10_lightning.monitoring.embeddings import log_embeddings
+from stl10_lightning.monitoring.frozen_features import frozen_features
+from stl10_lightning.monitoring.knn import knn_predict
+from stl10_lightning.optim.build import (
     build_optimizer,
     check_schedule,
     check_schedule_length,

@@ -4,9 +4,9 @@ import torch
 from torch import nn
 
 from stl10_lightning.models.backbone_file import load_backbone
-from stl10_lightning.runs import newest_finished_run
-from stl10_lightning.stages.features import frozen_features
-from stl10_lightning.stages.optim import build_optimizer, global_batch, with_schedule
+from stl10_lightning.monitoring.frozen_features import frozen_features
+from stl10_lightning.optim.build import build_optimizer, global_batch, with_schedule
+from stl10_lightning.runs.folder import newest_finished_run
 from stl10_lightning.stages.supervised import SupervisedResNet
 
 

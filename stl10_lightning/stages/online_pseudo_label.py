@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.data.strong_augment import strong_transform, weak_transform
-from stl10_lightning.errors import UserError
 from stl10_lightning.losses import consistency_loss
 from stl10_lightning.models.backbone_file import load_backbone
-from stl10_lightning.stages.pseudo_label import check_threshold
+from stl10_lightning.stages.offline_pseudo_label import check_threshold
 from stl10_lightning.stages.supervised import SupervisedResNet
 
 log = logging.getLogger(__name__)

@@ -2,11 +2,11 @@
 
 import pytorch_lightning as pl
 
-from stl10_lightning.errors import UserError
+from stl10_lightning.common.errors import UserError
+from stl10_lightning.stages.offline_pseudo_label import OfflinePseudoLabelModule
 from stl10_lightning.stages.online_pseudo_label import OnlinePseudoLabelModule
-from stl10_lightning.stages.pseudo_label import PseudoLabelModule
 
-MODES = {"offline": PseudoLabelModule, "online": OnlinePseudoLabelModule}
+MODES = {"offline": OfflinePseudoLabelModule, "online": OnlinePseudoLabelModule}
 
 
 def pseudo_label_module(

@@ -9,13 +9,12 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from stl10_lightning.data.transforms import classification_train_transform, eval_transform
-from stl10_lightning.stages.classification_metrics import (
+from stl10_lightning.monitoring.classification_metrics import (
     classification_metrics,
     log_classification,
     log_confusion_matrix,
 )
-from stl10_lightning.stages.ema import averaged_copy, check_decay, update
-from stl10_lightning.stages.optim import (
+from stl10_lightning.optim.build import (
     build_optimizer,
     check_schedule,
     check_schedule_length,
@@ -23,6 +22,7 @@ from stl10_lightning.stages.optim import (
     remember_schedule_length,
     with_schedule,
 )
+from stl10_lightning.optim.ema import averaged_copy, check_decay, update
 
 
 class SupervisedResNet(pl.LightningModule):

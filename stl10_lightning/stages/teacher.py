@@ -9,8 +9,8 @@ from hydra.utils import instantiate
 from torch import nn
 from torch.utils.data import DataLoader
 
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.data.transforms import eval_transform
-from stl10_lightning.errors import UserError
 from stl10_lightning.models.backbone_file import AVERAGED_PREFIX, check_buildable, resolve
 
 

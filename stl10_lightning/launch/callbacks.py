@@ -5,7 +5,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from stl10_lightning.errors import UserError
+from stl10_lightning.common.errors import UserError
 
 
 class StopOnNonFiniteLoss(pl.Callback):

@@ -9,7 +9,7 @@ together with the model, by torch's AveragedModel.
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from stl10_lightning.errors import UserError
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.models.backbone_file import AVERAGED_PREFIX
 
 

@@ -1,4 +1,4 @@
-"""PseudoLabelModule: the report's offline pseudo-labeling (a fixed teacher labels once, a student retrains).
+"""OfflinePseudoLabelModule: the report's pseudo-labeling (a fixed teacher labels once, a student retrains).
 
 At the start of fit the teacher labels the run's unlabeled subset (`ratio` x the labeled pool) in eval
 mode without augmentation; samples at or above `threshold` confidence join the labeled train split
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stl10_lightning.errors import UserError
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.models.backbone_file import architecture
-from stl10_lightning.runs import newest_finished_run
+from stl10_lightning.runs.folder import newest_finished_run
 from stl10_lightning.stages.supervised import SupervisedResNet
 from stl10_lightning.stages.teacher import Teacher, load_teacher, predict, select
 
@@ -29,7 +29,7 @@ def check_threshold(threshold: float) -> None:
         raise UserError(f"pseudo.threshold={threshold} must be in (0, 1]: it is a softmax confidence")
 
 
-class PseudoLabelModule(SupervisedResNet):
+class OfflinePseudoLabelModule(SupervisedResNet):
     """The supervised stage's model and recipe, trained on labeled plus pseudo-labeled images.
 
     `teacher`: a supervised or linear-probe run folder or checkpoint; None takes the newest finished

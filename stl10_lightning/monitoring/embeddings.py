@@ -4,7 +4,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from stl10_lightning.stages.classification_metrics import class_names
+from stl10_lightning.monitoring.classification_metrics import class_names
 
 
 def log_embeddings(

@@ -1,16 +1,13 @@
-"""The run folder: one Hydra can create, and on resume the run's own, with the settings it started with."""
+"""Resume checks: a checkpoint resumes a run only if it fits this stage and the run's own settings."""
 
-import os
-import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from packaging.version import Version
 
-from stl10_lightning.errors import UserError
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.stages.pseudo_label_modes import saved_settings
 
 # What a resumed run must share with the run it continues: the model and the data it trains on.
@@ -82,42 +79,6 @@ def _check_schedule_length(ckpt_path: str, checkpoint: dict, cfg: DictConfig) ->
             f"cannot resume with trainer.max_epochs={cfg.trainer.max_epochs}: the checkpoint's cosine "
             f"schedule runs {saved} epochs; resume with that, or start a new run"
         )
-
-
-def run_folder_for(ckpt_path: str | None, fresh: str) -> str:
-    """Hydra's run folder: the run that `ckpt_path` belongs to (`<run>/checkpoints/*.ckpt`), else `fresh`.
-
-    So a resumed run continues in the same folder: its checkpoints, TensorBoard events and metrics.json.
-    """
-    if ckpt_path:
-        checkpoints = Path(ckpt_path).parent
-        if checkpoints.name == "checkpoints" and (checkpoints.parent / "config.yaml").is_file():
-            return str(checkpoints.parent)
-    return fresh
-
-
-class WritableOutputFolder(Callback):
-    """Hydra creates the run (or sweep) folder before train.py runs; a folder it cannot create would end
-    in Hydra's traceback, so check first and stop with one line, as train.py does (conf/train.yaml).
-    """
-
-    def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        _exit_unless_writable(Path(str(config.hydra.run.dir)), "hydra.run.dir")
-
-    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        _exit_unless_writable(Path(str(config.hydra.sweep.dir)), "hydra.sweep.dir")
-
-
-def _exit_unless_writable(folder: Path, key: str) -> None:
-    existing = next(path for path in (folder.absolute(), *folder.absolute().parents) if path.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        what = "not a folder" if not existing.is_dir() else "not writable"
-        print(
-            f"error: cannot create the output folder {folder}: {existing} is {what}; set {key}= to a "
-            "writable place",
-            file=sys.stderr,
-        )
-        sys.exit(2)
 
 
 def _settings(config: DictConfig) -> dict:

@@ -11,9 +11,9 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.accelerators import CPUAccelerator
 
-from stl10_lightning.callbacks import CheckpointPathsFollowTheRun
+from stl10_lightning.common.errors import UserError, find_cause
 from stl10_lightning.data import STL10DataModule
-from stl10_lightning.errors import UserError, find_cause
+from stl10_lightning.launch.callbacks import CheckpointPathsFollowTheRun
 from stl10_lightning.models.backbone_file import describe
 from stl10_lightning.stages import BarlowTwinsModule
 

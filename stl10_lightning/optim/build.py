@@ -10,7 +10,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
 from torch.utils.data import DataLoader
 
-from stl10_lightning.errors import UserError
+from stl10_lightning.common.errors import UserError
 
 log = logging.getLogger(__name__)
 

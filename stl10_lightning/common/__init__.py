@@ -1,0 +1,1 @@
+"""What every layer may use: user errors, atomic writes, cross-process reductions."""

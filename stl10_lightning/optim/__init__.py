@@ -1,0 +1,1 @@
+"""Optimizers and their schedules (LARS, parameter groups, warm-up and cosine), and weight averaging (EMA)."""
