@@ -5,7 +5,7 @@ folder.
     python -m stl10_lightning.study [--out DIR] [--ratios 0.4,1,2,10] [--modes offline,online] [OVERRIDES...]
 
 OVERRIDES (e.g. `experiment=demo`, `data.root=/datasets/stl10`) go to every stage, except pseudo.* and
-probe.*, which go to the stages that have them. Without an experiment,
+probe.*, which go to the stages (and pseudo-label modes) that have them. Without an experiment,
 the online steps use FixMatch's recipe (experiment=fixmatch_recipe), and a supervised run with the same
 recipe is added as their baseline; with one, the experiment's own settings apply to every step.
 
@@ -22,29 +22,38 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from stl10_lightning import settings
 from stl10_lightning.common.errors import OneLineArgumentParser, UserError
 from stl10_lightning.launch import startup
 from stl10_lightning.report.cli import report
-from stl10_lightning.stages.pseudo_label_modes import MODES
 from stl10_lightning.train import CONFIG_DIR
 
 ONLINE_RECIPE = "experiment=fixmatch_recipe"  # FixMatch's recipe at the study's budget (conf/experiment/)
 STAGE_ONLY = {"pseudo.": "stage=pseudo_label", "probe.": "stage=linear_probe"}  # keys only these stages have
+MODES = sorted(path.stem for path in (CONFIG_DIR / "pseudo").glob("*.yaml"))  # the group `pseudo`'s options
+
+
+def _mode_settings(mode: str) -> set[str]:
+    """The pseudo.* keys that pseudo=`mode` has (its option file's `pseudo` node)."""
+    return {f"pseudo.{key}" for key in OmegaConf.load(CONFIG_DIR / "pseudo" / f"{mode}.yaml").pseudo}
+
+
+def _applies(override: str, arguments: list[str]) -> bool:
+    key = override.split("=", 1)[0]
+    if any(
+        key.lstrip("+~").startswith(prefix) and stage not in arguments for prefix, stage in STAGE_ONLY.items()
+    ):
+        return False
+    mode = next((argument.split("=", 1)[1] for argument in arguments if argument.startswith("pseudo=")), None)
+    # A setting of one mode only goes to that mode's steps; one added with + goes to every mode's.
+    return mode is None or not key.startswith("pseudo.") or key in _mode_settings(mode)
 
 
 def for_step(overrides: list[str], arguments: list[str]) -> list[str]:
     """The study's overrides that apply to the step with these train.py `arguments`."""
-    return [
-        override
-        for override in overrides
-        if all(
-            stage in arguments
-            for prefix, stage in STAGE_ONLY.items()
-            if override.lstrip("+~").startswith(prefix)
-        )
-    ]
+    return [override for override in overrides if _applies(override, arguments)]
 
 
 def _uses_an_experiment(overrides: list[str]) -> bool:
@@ -56,7 +65,7 @@ def pseudo_label_step(out: Path, mode: str, ratio: str, recipe: list[str]) -> tu
     # The offline mode's teacher is the study's supervised run; the online mode needs none, but has its
     # own training recipe (`recipe`, empty when the study's experiment gives every step its settings).
     own = [f"pseudo.teacher={out / 'supervised'}"] if mode == "offline" else recipe
-    return folder, ["stage=pseudo_label", f"pseudo.mode={mode}", f"ratio={ratio}", *own]
+    return folder, ["stage=pseudo_label", f"pseudo={mode}", f"ratio={ratio}", *own]
 
 
 def steps(
@@ -83,7 +92,7 @@ def steps(
     ]
 
 
-def check_arguments(out: Path, ratios: str, modes: str) -> None:
+def check_arguments(out: Path, ratios: str, modes: str, overrides: list[str]) -> None:
     """The study's own arguments, refused with one line before anything runs."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder for the study")
@@ -98,6 +107,11 @@ def check_arguments(out: Path, ratios: str, modes: str) -> None:
                 "comma-separated, e.g. --ratios 0.4,1,2,10"
             )
     unknown = [mode for mode in modes.split(",") if mode not in MODES]
+    chosen = next((override for override in overrides if override.lstrip("+~").startswith("pseudo=")), None)
+    if chosen is not None:
+        raise UserError(
+            f"{chosen}: the study runs each mode of --modes; give --modes {chosen.split('=', 1)[1]}"
+        )
     if unknown:
         raise UserError(f"--modes {modes}: {unknown[0]!r} is not a mode; choose from {', '.join(MODES)}")
 
@@ -136,7 +150,7 @@ def _resume_argument(folder: Path) -> list[str]:
 
 
 def run_study(out: Path, ratios: str, modes: str, overrides: list[str]) -> None:
-    check_arguments(out, ratios, modes)
+    check_arguments(out, ratios, modes, overrides)
     study_steps = steps(out, ratios, modes, overrides)
     check_steps(study_steps, overrides)
     for folder, arguments in study_steps:
@@ -170,7 +184,9 @@ def main(argv: list[str] | None = None) -> None:
         "--out", type=Path, default=Path("outputs/study") / time.strftime("%Y-%m-%d_%H-%M-%S")
     )
     parser.add_argument("--ratios", default="0.4,1,2,10", help="labeled:unlabeled ratios of the sweep")
-    parser.add_argument("--modes", default="offline,online", help="pseudo-label modes (pseudo.mode) to sweep")
+    parser.add_argument(
+        "--modes", default="offline,online", help="pseudo-label modes (the group pseudo=) to sweep"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every stage")
     args = parser.parse_intermixed_args(argv)  # overrides may come before or after the options
     try:

@@ -189,28 +189,28 @@ def test_an_output_folder_without_write_permission(monkeypatch, capfd, tmp_path,
         ),
         pytest.param(
             ["stage=pseudo_label", "pseudo.threshold=1.5"],
-            r"pseudo.threshold=1.5 is not allowed: it must be a finite number in \(0, 1\], or null",
+            r"pseudo.threshold=1.5 is not allowed: it must be a finite number in \(0, 1\]",
             id="threshold outside (0, 1]",
         ),
         pytest.param(
-            ["stage=pseudo_label", "pseudo.mode=sometimes"],
-            r"pseudo.mode='sometimes' is not allowed: it must be one of offline, online",
+            ["stage=pseudo_label", "pseudo=sometimes"],
+            r"pseudo=sometimes is not an option; choose one of offline, online",
             id="unknown pseudo-label mode",
         ),
         pytest.param(
-            ["stage=pseudo_label", "pseudo.mode=online", "pseudo.mu=0"],
+            ["stage=pseudo_label", "pseudo=online", "pseudo.mu=0"],
             r"pseudo.mu=0 is not allowed: it must be a whole number >= 1",
             id="mu below 1",
         ),
         pytest.param(
-            ["stage=pseudo_label", "pseudo.mode=online", "pseudo.threshold=0"],
+            ["stage=pseudo_label", "pseudo=online", "pseudo.threshold=0"],
             r"pseudo.threshold=0.0 is not allowed: it must be a finite number in \(0, 1\]",
             id="online threshold outside (0, 1]",
         ),
         pytest.param(
             [
                 "stage=pseudo_label",
-                "pseudo.mode=online",
+                "pseudo=online",
                 "ratio=0.2",
                 "pseudo.init_backbone=nowhere/backbone.pt",
             ],
@@ -218,7 +218,7 @@ def test_an_output_folder_without_write_permission(monkeypatch, capfd, tmp_path,
             id="init backbone missing",
         ),
         pytest.param(
-            ["stage=pseudo_label", "pseudo.mode=online", "ratio=0.0001"],
+            ["stage=pseudo_label", "pseudo=online", "ratio=0.0001"],
             r"ratio=0.0001 gives 0.1 unlabeled images \(0.0001 x 1000 labeled\); use a ratio of at least "
             r"0.001$",
             id="ratio below one unlabeled image",

@@ -21,7 +21,7 @@ def test_seed_report_reproduces_the_reports_settings():
 
 def test_fixmatch_recipe_is_the_papers_on_one_gpu():
     cfg = compose_train("experiment=fixmatch")
-    assert cfg.stage.name == "pseudo_label" and cfg.pseudo.mode == "online"
+    assert cfg.stage.name == "pseudo_label" and cfg.model._target_.endswith("OnlinePseudoLabelModule")
     assert cfg.pseudo.threshold == 0.95 and cfg.pseudo.mu == 7 and cfg.pseudo.lambda_u == 1.0
     optimizer = cfg.model.optimizer
     assert optimizer._target_ == "torch.optim.SGD" and optimizer.lr == 0.03 and optimizer.nesterov
@@ -35,10 +35,9 @@ def test_fixmatch_recipe_is_the_papers_on_one_gpu():
     [("offline", OfflinePseudoLabelModule, 0.99), ("online", OnlinePseudoLabelModule, 0.95)],
 )
 def test_pseudo_mode_picks_the_module_and_only_its_settings(make_cfg, finished_run, mode, cls, threshold):
-    model = instantiate(
-        make_cfg("stage=pseudo_label", f"pseudo.mode={mode}", f"pseudo.teacher={finished_run[0]}").model
-    )
-    assert type(model) is cls and model.hparams.threshold == threshold  # null: the mode's default
+    own_settings = {"offline": [f"pseudo.teacher={finished_run[0]}"], "online": []}
+    model = instantiate(make_cfg("stage=pseudo_label", f"pseudo={mode}", *own_settings[mode]).model)
+    assert type(model) is cls and model.hparams.threshold == threshold  # each mode's own, in its YAML
     other = {"offline": "mu", "online": "teacher"}[mode]
     assert other not in model.hparams and "ema" in model.hparams
 

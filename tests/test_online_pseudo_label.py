@@ -1,4 +1,4 @@
-"""pseudo.mode=online: FixMatch-style training on the ratio's unlabeled subset."""
+"""pseudo=online: FixMatch-style training on the ratio's unlabeled subset."""
 
 import hashlib
 import json
@@ -21,7 +21,7 @@ from tests.conftest import compose_tiny, raises_user_error
 
 TINY = {"_target_": "stl10_lightning.models.TinyNet", "width": 8}
 SGD = {"_target_": "torch.optim.SGD", "lr": 0.1}
-ONLINE = ["stage=pseudo_label", "pseudo.mode=online", "data.val_size=100"]
+ONLINE = ["stage=pseudo_label", "pseudo=online", "data.val_size=100"]
 
 
 def fixed_logits_module(threshold: float) -> tuple[OnlinePseudoLabelModule, torch.Tensor]:

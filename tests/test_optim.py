@@ -70,7 +70,7 @@ def learning_rates(trainer: pl.Trainer) -> dict[str, float]:
 
 
 @pytest.mark.parametrize(
-    "stage", [["stage=supervised"], ["stage=pseudo_label", "pseudo.mode=online", "ratio=0.2", "pseudo.mu=1"]]
+    "stage", [["stage=supervised"], ["stage=pseudo_label", "pseudo=online", "ratio=0.2", "pseudo.mu=1"]]
 )
 def test_sgd_follows_the_global_batch_from_the_recipes_128(make_cfg, caplog, stage):
     caplog.set_level(logging.INFO, logger="stl10_lightning.optim.build")

@@ -66,7 +66,7 @@ def outputs(tmp_path_factory) -> Path:
     make_run(root / "pseudo_label/multirun_x/1", pseudo(0.4, 0.75, 360), *pseudo_label(0.4, "seed=1"))
     make_run(root / "pseudo_label/c", pseudo(10, 0.74, 9000), *pseudo_label(10))
     make_run(root / "pseudo_label/d", pseudo(10, 0.78, 9100), *pseudo_label(10, "seed=1"))
-    online = ("stage=pseudo_label", "pseudo.mode=online", "ratio=0.4")
+    online = ("stage=pseudo_label", "pseudo=online", "ratio=0.4")
     make_run(root / "pseudo_label/online", pseudo(0.4, 0.76, 380, mode="online"), *online)
     make_run(root / "pseudo_label/running", None, *pseudo_label(0.4))
     make_run(root / "report/stray", accuracy(0.1))  # this tool's folder: skipped
@@ -240,7 +240,7 @@ def test_paths_logging_and_loading_settings_are_no_recipe_and_pointers_count_as_
     make_run(
         tmp_path / "student_1", pseudo(1, 0.76, 100), *pseudo_label(1, "pseudo.teacher=/runs/b", "seed=1")
     )
-    online = ("stage=pseudo_label", "pseudo.mode=online", "ratio=1")
+    online = ("stage=pseudo_label", "pseudo=online", "ratio=1")
     make_run(tmp_path / "scratch", pseudo(1, 0.70, 100, "online"), *online)
     make_run(
         tmp_path / "pretrained", pseudo(1, 0.80, 100, "online"), *online, "pseudo.init_backbone=/runs/bt"

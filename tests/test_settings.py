@@ -12,22 +12,15 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from stl10_lightning.common.errors import UserError
-from stl10_lightning.launch.startup import warn_about_ignored_settings
-from stl10_lightning.settings import check_settings
+from stl10_lightning.settings import check_settings, one_line
 from stl10_lightning.settings.check import _ranged_fields
 from stl10_lightning.settings.ranges import ALLOWED
+from stl10_lightning.study import for_step, steps
 from stl10_lightning.train import CONFIG_DIR, train
 from tests.test_bad_input import assert_one_line_error, run_main
 
 REPO = Path(__file__).resolve().parent.parent
 STAGES = ["supervised", "barlow_twins", "linear_probe", "pseudo_label"]
-# Every experiment with every stage it is for: FixMatch's recipes train classifiers from scratch.
-EXPERIMENT_STAGES = [
-    *[(experiment, stage) for experiment in (None, "demo", "seed_report") for stage in STAGES],
-    ("fixmatch_recipe", "supervised"),
-    ("fixmatch_recipe", "pseudo_label"),
-    ("fixmatch", "pseudo_label"),
-]
 
 
 def compose_train(*overrides: str):
@@ -87,8 +80,12 @@ def assert_nothing_written(run_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("stage", "override", "message"),
     [
-        ("pseudo_label", "pseudo.mu=1.5", r"pseudo.mu=1.5 is not allowed: it must be a whole number >= 1"),
-        ("pseudo_label", "pseudo.strong_cutout=2", r"pseudo.strong_cutout=2.0 is not allowed"),
+        (
+            "pseudo_label pseudo=online",
+            "pseudo.mu=1.5",
+            r"pseudo.mu=1.5 is not allowed: it must be a whole number >= 1",
+        ),
+        ("pseudo_label pseudo=online", "pseudo.strong_cutout=2", r"pseudo.strong_cutout=2.0 is not allowed"),
         ("pseudo_label", "pseudo.threshold=abc", r"pseudo.threshold='abc' is not allowed: .* in \(0, 1\]"),
         (
             "pseudo_label",
@@ -107,7 +104,7 @@ def test_stage_settings_are_checked_too(
     monkeypatch, capfd, tmp_path, synthetic_root, stage, override, message
 ):
     code, err = run_main(
-        monkeypatch, capfd, tmp_path, f"data.root={synthetic_root}", f"stage={stage}", override
+        monkeypatch, capfd, tmp_path, f"data.root={synthetic_root}", *f"stage={stage}".split(), override
     )
     assert code == 2
     assert_one_line_error(err, message)
@@ -127,28 +124,19 @@ def outside(field: dataclasses.Field):
     return [-1] if "list" in allowed else 0
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", [*STAGES, "pseudo_label pseudo=online"])
 def test_every_ranged_setting_refuses_a_value_outside_its_range(stage):
-    cfg = compose_train(f"stage={stage}")
+    cfg = compose_train(*f"stage={stage}".split())
     check_settings(cfg)  # the defaults pass
     fields = list(_ranged_fields(cfg, ""))
     assert len(fields) > 20
     for key, _, field in fields:
-        bad = compose_train(f"stage={stage}")
+        bad = compose_train(*f"stage={stage}".split())
         whole = int in (typing.get_args(field.type) or (field.type,))
         value = outside(field)
         OmegaConf.update(bad, key, int(value) if whole and isinstance(value, float) else value, merge=False)
         with pytest.raises(UserError, match=rf"^{key}=.* is not allowed: it must be"):
             check_settings(bad)
-
-
-@pytest.mark.parametrize(("experiment", "stage"), EXPERIMENT_STAGES)
-def test_every_experiment_composes_with_every_stage_and_records_what_trains(experiment, stage):
-    """The top-level groups are what the model builds: config.yaml and HPARAMS show what ran."""
-    cfg = compose_train(f"stage={stage}", *([f"experiment={experiment}"] if experiment else []))
-    check_settings(cfg)
-    assert cfg.model.optimizer == cfg.optimizer
-    assert cfg.model.backbone == cfg.backbone
 
 
 def test_the_demos_barlow_twins_records_the_adam_it_trains_with():
@@ -179,6 +167,7 @@ def test_the_cfg_job_printout_shows_the_optimizer_that_trains():
         ),
         (["data.batch_size=0"], r"data.batch_size=0 is not allowed"),
         (["--ratios", "0.1", "pseudo.mu=0"], r"pseudo.mu=0 is not allowed"),  # only the pseudo steps have it
+        (["pseudo=online"], r"pseudo=online: the study runs each mode of --modes; give --modes online"),
     ],
 )
 def test_the_study_checks_every_step_before_the_first_runs(synthetic_root, tmp_path, arguments, message):
@@ -196,6 +185,32 @@ def test_the_study_checks_every_step_before_the_first_runs(synthetic_root, tmp_p
     assert done.returncode == 2, done.stderr[-2000:]
     assert_one_line_error(done.stderr, message)
     assert not out.exists() and time.monotonic() - started < 120  # nothing trained
+
+
+def test_the_study_gives_each_setting_to_the_steps_that_have_it(tmp_path):
+    given = [
+        "data.batch_size=32",
+        "probe.augment=true",
+        "pseudo.threshold=0.9",
+        "pseudo.mu=3",
+        "pseudo.teacher=t",
+    ]
+    received = {
+        folder.relative_to(tmp_path).as_posix(): for_step(given, arguments)
+        for folder, arguments in steps(tmp_path, "1", "offline,online", given)
+    }
+    assert received["supervised"] == received["barlow_twins"] == ["data.batch_size=32"]
+    assert received["linear_probe"] == ["data.batch_size=32", "probe.augment=true"]
+    assert received["pseudo_label/offline/ratio_1"] == [
+        "data.batch_size=32",
+        "pseudo.threshold=0.9",
+        "pseudo.teacher=t",
+    ]
+    assert received["pseudo_label/online/ratio_1"] == [
+        "data.batch_size=32",
+        "pseudo.threshold=0.9",
+        "pseudo.mu=3",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -277,15 +292,34 @@ def test_a_checkpoint_folder_as_ckpt_path_names_the_file_to_give(
     assert_one_line_error(err, rf"ckpt_path={folder} is a folder; give the checkpoint file in it to resume")
 
 
-def test_settings_of_the_other_pseudo_label_mode_are_named_in_a_warning(caplog):
-    cfg = compose_train("stage=pseudo_label", "pseudo.mode=online")
-    given = ["pseudo.mode=online", "pseudo.teacher=outputs/supervised/run", "+pseudo.weight=2", "pseudo.mu=2"]
-    warn_about_ignored_settings(cfg, given)
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["pseudo=online", "pseudo.teacher=x"],
+            "pseudo.teacher is a setting of the offline mode only; add pseudo=offline",
+        ),
+        (["pseudo.mu=2"], "pseudo.mu is a setting of the online mode only; add pseudo=online"),
+        (
+            ["pseudo.mode=online"],
+            "pseudo.mode is not a setting: the mode is a group; choose it with pseudo=offline",
+        ),
+    ],
+    ids=["offline key, online mode", "online key, offline mode", "the old pseudo.mode"],
+)
+def test_a_setting_of_the_other_pseudo_label_mode_is_refused_naming_its_mode(overrides, message):
+    with pytest.raises(Exception) as raised:
+        compose_train("stage=pseudo_label", *overrides)
+    assert one_line(raised.value).startswith(message)
+
+
+def test_the_pseudo_group_outside_its_stage_names_the_stage():
+    with pytest.raises(Exception) as raised:
+        compose_train("pseudo=online")
     assert (
-        "pseudo.mode=online ignores pseudo.teacher, pseudo.weight (settings of the offline mode)"
-        in caplog.text
+        one_line(raised.value)
+        == "pseudo= is a group of stage=pseudo_label only; add stage=pseudo_label, or drop it"
     )
-    assert "pseudo.mu" not in caplog.text
 
 
 def test_the_study_refuses_a_file_as_its_folder(tmp_path):

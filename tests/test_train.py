@@ -29,7 +29,7 @@ def stage_inputs(stage: str, finished_run, tmp_path) -> list[str]:
     if stage == "pseudo_label":
         return [f"pseudo.teacher={finished_run[0]}", "ratio=0.2", "pseudo.threshold=0.5"]
     if stage == "pseudo_label:online":
-        return ["pseudo.mode=online", "ratio=0.2", "pseudo.mu=2", "pseudo.threshold=0.5"]
+        return ["pseudo=online", "ratio=0.2", "pseudo.mu=2", "pseudo.threshold=0.5"]
     return []
 
 

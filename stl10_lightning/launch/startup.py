@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from lightning_fabric.utilities.exceptions import MisconfigurationException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.accelerators import CPUAccelerator
 
 from stl10_lightning.common.errors import UserError, find_cause
@@ -93,22 +93,6 @@ def check_data(datamodule: STL10DataModule) -> None:
     empty = [name for name in ("train", "val", "test") if len(datamodule.splits[name]) == 0]
     if empty:
         raise UserError(f"the {empty[0]} split of {datamodule.root} has no images; a run needs all three")
-
-
-def warn_about_ignored_settings(cfg: DictConfig, given: list[str]) -> None:
-    """Name the pseudo.* keys set on the command line (`given`: Hydra's overrides) that the chosen mode
-    ignores, e.g. pseudo.teacher in the online mode: a run must not look as if they had applied."""
-    modes = OmegaConf.select(cfg, "model.modes")
-    if not modes:
-        return
-    keys = {override.lstrip("+~").split("=", 1)[0] for override in given}
-    chosen = cfg.model.mode
-    for mode, own in modes.items():
-        ignored = [f"pseudo.{key}" for key in own if mode != chosen and f"pseudo.{key}" in keys]
-        if ignored:
-            log.warning(
-                "pseudo.mode=%s ignores %s (settings of the %s mode)", chosen, ", ".join(ignored), mode
-            )
 
 
 def check_model_fits_data(model: pl.LightningModule, datamodule: STL10DataModule) -> None:

@@ -42,8 +42,10 @@ POINTERS = (
     "probe.backbone",
     "model.source",
     "pseudo.teacher",
-    "model.modes.offline.teacher",
+    "model.teacher",
+    "model.modes.offline.teacher",  # run folders written before the modes became the group `pseudo`
     "pseudo.init_backbone",
+    "model.init_backbone",
     "model.modes.online.init_backbone",
 )
 

@@ -8,7 +8,6 @@ from omegaconf import DictConfig, OmegaConf
 from packaging.version import Version
 
 from stl10_lightning.common.errors import UserError
-from stl10_lightning.stages.pseudo_label_modes import saved_settings
 
 # What a resumed run must share with the run it continues: the model and the data it trains on.
 # (The schedule length, trainer.max_epochs, is checked by the stage against the checkpoint.)
@@ -60,7 +59,7 @@ def check_checkpoint(ckpt_path: str, cfg: DictConfig) -> None:
         )
     _check_schedule_length(ckpt_path, checkpoint, cfg)
     saved = set(checkpoint.get("hyper_parameters", {}))
-    wanted = saved_settings(OmegaConf.to_container(cfg.model, resolve=True))
+    wanted = {key for key in cfg.model if not str(key).startswith("_")}  # what the module saves
     if saved != wanted:
         raise UserError(
             f"ckpt_path={ckpt_path} holds another stage's model than stage={cfg.stage.name} (settings "

@@ -12,6 +12,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from stl10_lightning.common.errors import find_cause
+from stl10_lightning.settings import schema
 from stl10_lightning.settings.ranges import refusal
 
 
@@ -30,12 +31,27 @@ def _wrong_type(err: ValidationError) -> str:
 
 # Nodes that only their stage fills (stl10_lightning/settings/schema.py, `Run`).
 STAGE_NODES = {"pseudo": "pseudo_label", "probe": "linear_probe"}
+# The pseudo-label modes' own settings (conf/pseudo/<mode>.yaml), to name the mode a key belongs to.
+PSEUDO_MODES = {"offline": schema.OfflinePseudo, "online": schema.OnlinePseudo}
+
+
+def _other_mode(key: str, schema_of_chosen: type) -> str | None:
+    return next(
+        (mode for mode, node in PSEUDO_MODES.items() if node is not schema_of_chosen and _field(node, key)),
+        None,
+    )
 
 
 def _unknown_key(err: OmegaConfBaseException) -> str:
     top = str(err.full_key).split(".")[0]
     if top in STAGE_NODES and not dataclasses.is_dataclass(err.object_type):
         return f"{err.full_key} is a setting of stage={STAGE_NODES[top]} only; use that stage or drop it"
+    if top == "pseudo" and err.key == "mode":
+        modes = " or ".join(f"pseudo={mode}" for mode in PSEUDO_MODES)
+        return f"pseudo.mode is not a setting: the mode is a group; choose it with {modes}"
+    other = _other_mode(str(err.key), err.object_type) if top == "pseudo" else None
+    if other is not None:
+        return f"{err.full_key} is a setting of the {other} mode only; add pseudo={other}, or drop it"
     schema = err.object_type
     known = [field.name for field in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else []
     close = difflib.get_close_matches(str(err.key), known, n=1)
@@ -54,6 +70,14 @@ def _missing_option(err: MissingConfigException) -> str:
     return str(err).splitlines()[0]
 
 
+def _stage_group(message: str) -> str | None:
+    """Hydra's "Could not override 'pseudo'" for a group only one stage has."""
+    for group, stage in STAGE_NODES.items():
+        if message.startswith(f"Could not override '{group}'"):
+            return f"{group}= is a group of stage={stage} only; add stage={stage}, or drop it"
+    return None
+
+
 def one_line(err: BaseException) -> str | None:
     """The message for a composition error, or None when `err` is not one (a bug, to be raised)."""
     missing = find_cause(err, MissingConfigException)
@@ -69,6 +93,9 @@ def one_line(err: BaseException) -> str | None:
     unknown = find_cause(err, ConfigAttributeError) or find_cause(err, ConfigKeyError)
     if unknown is not None and unknown.full_key:
         return _unknown_key(unknown)
+    group = _stage_group(str(err))
+    if group is not None:
+        return group
     cause = err.__cause__
     detail = f": {str(cause).splitlines()[0]}" if cause is not None else ""
     return f"{str(err).splitlines()[0]}{detail}"

@@ -15,7 +15,6 @@ from stl10_lightning.data.datamodule import TRAIN_ON
 from stl10_lightning.models.torchvision_resnet import STEMS
 from stl10_lightning.optim.build import SCHEDULES
 from stl10_lightning.settings.ranges import above, at_least, devices, each_at_least, one_of, within
-from stl10_lightning.stages.pseudo_label_modes import MODES
 
 # Lightning's accepted `precision` and `accelerator` values (its own check comes later and says less).
 PRECISIONS = (
@@ -203,10 +202,24 @@ class LinearProbeModel(ClassifierModel):
 
 
 @dataclass
-class PseudoLabelModel(SupervisedModel):
-    mode: str = MISSING
-    threshold: float | None = None
-    modes: dict[str, Any] = field(default_factory=dict)  # each mode's own settings: see `Pseudo`
+class OfflinePseudoLabelModel(SupervisedModel):
+    threshold: float = MISSING
+    teacher: str | None = None
+    init: str = MISSING
+    weight: float = MISSING
+    balance: bool = False
+    flip_average: bool = False
+    steps: str = MISSING
+
+
+@dataclass
+class OnlinePseudoLabelModel(SupervisedModel):
+    threshold: float = MISSING
+    mu: int = MISSING
+    lambda_u: float = MISSING
+    init_backbone: str | None = None
+    strong_ops: int = MISSING
+    strong_cutout: float = MISSING
 
 
 @dataclass
@@ -229,15 +242,24 @@ class Probe:
 
 
 @dataclass
-class Pseudo:
-    mode: str = one_of(tuple(MODES))
-    threshold: float | None = within(0, 1, None, closed="(]", why="a softmax confidence")
+class PseudoLabelMode:
+    """What both pseudo-label modes (the group `pseudo`, conf/pseudo/) share."""
+
+    threshold: float = within(0, 1, closed="(]", why="a softmax confidence")
+
+
+@dataclass
+class OfflinePseudo(PseudoLabelMode):
     teacher: str | None = None
     init: str = one_of(("scratch", "teacher"))
     weight: float = at_least(0, why="loss weight of pseudo-labeled images")
     balance: bool = False
     flip_average: bool = False
     steps: str = one_of(PSEUDO_STEPS, "epochs", why="the offline student's budget")
+
+
+@dataclass
+class OnlinePseudo(PseudoLabelMode):
     mu: int = at_least(1, why="unlabeled images per labeled one in each step")
     lambda_u: float = at_least(0, why="weight of the unlabeled loss")
     init_backbone: str | None = None

@@ -18,10 +18,12 @@ NODES = {
     "trainer": schema.Trainer,
     "supervised_model": schema.SupervisedModel,
     "linear_probe_model": schema.LinearProbeModel,
-    "pseudo_label_model": schema.PseudoLabelModel,
+    "offline_pseudo_label_model": schema.OfflinePseudoLabelModel,
+    "online_pseudo_label_model": schema.OnlinePseudoLabelModel,
     "barlow_twins_model": schema.BarlowTwinsModel,
     "probe": schema.Probe,
-    "pseudo": schema.Pseudo,
+    "offline_pseudo": schema.OfflinePseudo,
+    "online_pseudo": schema.OnlinePseudo,
 }
 
 

@@ -4,14 +4,12 @@ from stl10_lightning.stages.barlow_twins import BarlowTwinsModule
 from stl10_lightning.stages.linear_probe import LinearProbe
 from stl10_lightning.stages.offline_pseudo_label import OfflinePseudoLabelModule
 from stl10_lightning.stages.online_pseudo_label import OnlinePseudoLabelModule
-from stl10_lightning.stages.pseudo_label_modes import pseudo_label_module
 from stl10_lightning.stages.supervised import SupervisedResNet
 
 __all__ = [
     "BarlowTwinsModule",
     "LinearProbe",
-    "OnlinePseudoLabelModule",
     "OfflinePseudoLabelModule",
+    "OnlinePseudoLabelModule",
     "SupervisedResNet",
-    "pseudo_label_module",
 ]

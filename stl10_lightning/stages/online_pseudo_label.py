@@ -1,4 +1,4 @@
-"""OnlinePseudoLabelModule: FixMatch-style pseudo-labeling during training (`pseudo.mode=online`).
+"""OnlinePseudoLabelModule: FixMatch-style pseudo-labeling during training (`pseudo=online`).
 
 Every step takes a labeled batch and `mu` x as many images of the run's unlabeled subset (ratio x the
 labeled pool). The model labels a weak view (flip and crop) of each unlabeled image under no_grad, and
