@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from stl10_lightning.common.errors import UserError
+from stl10_lightning.runs.resume import check_same_settings
 from stl10_lightning.settings import check_settings, one_line
 from stl10_lightning.settings.check import _ranged_fields
 from stl10_lightning.settings.ranges import ALLOWED
@@ -335,3 +336,22 @@ def test_a_knn_k_above_the_bank_is_refused(monkeypatch, capfd, tmp_path, synthet
     code, err = run_main(monkeypatch, capfd, tmp_path, f"data.root={synthetic_root}", *bt)
     assert code == 2
     assert_one_line_error(err, r"model.knn_k has 5000 neighbours, more than the 500 labeled train images")
+
+
+def test_a_run_from_before_the_pseudo_group_is_refused_in_one_line(tmp_path):
+    saved = compose_train("stage=pseudo_label")
+    OmegaConf.update(saved, "model.modes", {"offline": {"teacher": None}}, force_add=True)
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    with pytest.raises(
+        UserError, match=r"started when the pseudo-label mode was pseudo.mode.*start a new run"
+    ):
+        check_same_settings(compose_train("stage=pseudo_label"), tmp_path / "config.yaml")
+
+
+def test_a_refused_resume_names_the_first_changed_settings_and_counts_the_rest(tmp_path):
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(compose_train("stage=supervised")))
+    changed = ["model.augment.cutout=0.1", "data.image_size=32", "seed=3", "data.val_size=10", "data.fold=1"]
+    with pytest.raises(UserError, match=r"other settings \(([^;]+; ){5}and 2 more\)"):
+        check_same_settings(
+            compose_train("stage=supervised", *changed, "data.batch_size=7"), tmp_path / "config.yaml"
+        )

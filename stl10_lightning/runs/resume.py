@@ -22,6 +22,8 @@ MUST_MATCH = (
 )
 
 
+SHOWN = 5  # changed settings named in a refused resume; the rest are counted
+
 # What every Lightning training checkpoint holds; a backbone.pt or a bare state_dict lacks them.
 LIGHTNING_KEYS = {"state_dict", "epoch", "global_step", "loops", "pytorch-lightning_version"}
 
@@ -99,12 +101,22 @@ def _settings(config: DictConfig) -> dict:
 
 def check_same_settings(cfg: DictConfig, saved_config: Path) -> None:
     """Refuse to resume with other settings than the run's own: the weights or split would not fit."""
-    before, now = _settings(OmegaConf.load(saved_config)), _settings(cfg)
+    saved = OmegaConf.load(saved_config)
+    if OmegaConf.select(saved, "model.modes") is not None:
+        raise UserError(
+            f"cannot resume the run in {saved_config.parent}: it was started when the pseudo-label mode was "
+            "pseudo.mode, not the group pseudo=, and its settings no longer compose; start a new run (the "
+            "report still reads this one)"
+        )
+    before, now = _settings(saved), _settings(cfg)
     changed = [
         f"{k}: {before.get(k)} -> {now.get(k)}" for k in sorted(before | now) if before.get(k) != now.get(k)
     ]
     if changed:
+        shown = "; ".join(changed[:SHOWN]) + (
+            f"; and {len(changed) - SHOWN} more" if len(changed) > SHOWN else ""
+        )
         raise UserError(
             f"cannot resume: the run in {saved_config.parent} was started with other settings "
-            f"({'; '.join(changed)}); resume it with its own settings (see its config.yaml)"
+            f"({shown}); resume it with its own settings (see its config.yaml)"
         )
