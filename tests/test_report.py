@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from stl10_lightning.report import main
 from stl10_lightning.report.collect import collect
-from stl10_lightning.report.plot import accuracy_vs_ratio
+from stl10_lightning.report.figures import accuracy_vs_ratio
 from stl10_lightning.report.rows import build_rows, drop_duplicates
 from tests.test_configs import compose_train
 

@@ -7,10 +7,9 @@ from pathlib import Path
 from stl10_lightning.common.atomic import replace_with, write_text
 from stl10_lightning.common.errors import OneLineArgumentParser, UserError
 from stl10_lightning.report.collect import collect
-from stl10_lightning.report.plot import accuracy_vs_ratio
+from stl10_lightning.report.figures import accuracy_vs_ratio, log_report
 from stl10_lightning.report.rows import build_rows, drop_duplicates
 from stl10_lightning.report.table import csv_text, markdown
-from stl10_lightning.report.tensorboard_log import log_report
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,10 +1,13 @@
-"""The study's figure: test accuracy against the labeled:unlabeled ratio, supervised as the baseline."""
+"""The study's figure (test accuracy against the labeled:unlabeled ratio, supervised as the baseline), and
+table and figure in TensorBoard beside the runs: `tensorboard --logdir outputs` shows them."""
 
 import itertools
+from pathlib import Path
 
 # No pyplot: a bare Figure renders with Agg, needs no display and keeps no global state.
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
+from torch.utils.tensorboard import SummaryWriter
 
 from stl10_lightning.report.rows import Row
 
@@ -65,3 +68,14 @@ def accuracy_vs_ratio(rows: list[Row]) -> Figure | None:
     ax.grid(alpha=0.3)
     figure.legend(loc="outside lower center", ncols=2)  # below the axes: never over a line
     return figure
+
+
+def log_report(folder: Path, table: str, figure: Figure | None, step: int) -> None:
+    """`step` is the number of finished runs, so the slider shows the table as the study grew."""
+    writer = SummaryWriter(str(folder))
+    try:
+        writer.add_text("report/results", table, global_step=step)
+        if figure is not None:
+            writer.add_figure("report/accuracy_vs_ratio", figure, global_step=step, close=False)
+    finally:
+        writer.close()
