@@ -22,22 +22,17 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from stl10_lightning import settings
 from stl10_lightning.common.errors import OneLineArgumentParser, UserError
 from stl10_lightning.launch import startup
 from stl10_lightning.report.cli import report
+from stl10_lightning.settings.schema import own_settings
 from stl10_lightning.train import CONFIG_DIR
 
 ONLINE_RECIPE = "experiment=fixmatch_recipe"  # FixMatch's recipe at the study's budget (conf/experiment/)
 STAGE_ONLY = {"pseudo.": "stage=pseudo_label", "probe.": "stage=linear_probe"}  # keys only these stages have
 MODES = sorted(path.stem for path in (CONFIG_DIR / "pseudo").glob("*.yaml"))  # the group `pseudo`'s options
-
-
-def _mode_settings(mode: str) -> set[str]:
-    """The pseudo.* keys that pseudo=`mode` has (its option file's `pseudo` node)."""
-    return {f"pseudo.{key}" for key in OmegaConf.load(CONFIG_DIR / "pseudo" / f"{mode}.yaml").pseudo}
 
 
 def _applies(override: str, arguments: list[str]) -> bool:
@@ -48,7 +43,7 @@ def _applies(override: str, arguments: list[str]) -> bool:
         return False
     mode = next((argument.split("=", 1)[1] for argument in arguments if argument.startswith("pseudo=")), None)
     # A setting of one mode only goes to that mode's steps; one added with + goes to every mode's.
-    return mode is None or not key.startswith("pseudo.") or key in _mode_settings(mode)
+    return mode is None or not key.startswith("pseudo.") or key.removeprefix("pseudo.") in own_settings(mode)
 
 
 def for_step(overrides: list[str], arguments: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.core.saving import save_hparams_to_yaml
@@ -59,6 +60,8 @@ def _checked_start(cfg: DictConfig, run_dir: Path):
         resume.check_checkpoint(cfg.ckpt_path, cfg)
         if (run_dir / "config.yaml").is_file():
             resume.check_same_settings(cfg, run_dir / "config.yaml")
+    if HydraConfig.initialized():
+        startup.warn_about_ignored_settings(cfg, list(HydraConfig.get().overrides.task))
     if cfg.seed is not None:
         pl.seed_everything(cfg.seed, workers=True)
     trainer = startup.make_trainer(cfg)

@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from stl10_lightning.common.errors import UserError
+from stl10_lightning.launch.startup import warn_about_ignored_settings
 from stl10_lightning.runs.resume import check_same_settings
 from stl10_lightning.settings import check_settings, one_line
 from stl10_lightning.settings.check import _ranged_fields
@@ -293,25 +294,24 @@ def test_a_checkpoint_folder_as_ckpt_path_names_the_file_to_give(
     assert_one_line_error(err, rf"ckpt_path={folder} is a folder; give the checkpoint file in it to resume")
 
 
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        (
-            ["pseudo=online", "pseudo.teacher=x"],
-            "pseudo.teacher is a setting of the offline mode only; add pseudo=offline",
-        ),
-        (["pseudo.mu=2"], "pseudo.mu is a setting of the online mode only; add pseudo=online"),
-        (
-            ["pseudo.mode=online"],
-            "pseudo.mode is not a setting: the mode is a group; choose it with pseudo=offline",
-        ),
-    ],
-    ids=["offline key, online mode", "online key, offline mode", "the old pseudo.mode"],
-)
-def test_a_setting_of_the_other_pseudo_label_mode_is_refused_naming_its_mode(overrides, message):
+def test_the_old_pseudo_mode_setting_names_the_group():
     with pytest.raises(Exception) as raised:
-        compose_train("stage=pseudo_label", *overrides)
-    assert one_line(raised.value).startswith(message)
+        compose_train("stage=pseudo_label", "pseudo.mode=online")
+    assert one_line(raised.value).startswith(
+        "pseudo.mode is not a setting: the mode is a group; choose it with pseudo=offline or pseudo=online"
+    )
+
+
+def test_settings_of_the_other_pseudo_label_mode_are_named_in_a_warning(caplog):
+    """Accepted, so that one sweep over both modes can give each its own settings."""
+    cfg = compose_train("stage=pseudo_label", "pseudo=online", "pseudo.teacher=x", "pseudo.weight=2")
+    given = ["pseudo=online", "pseudo.teacher=x", "pseudo.weight=2", "pseudo.mu=2", "pseudo.threshold=0.9"]
+    warn_about_ignored_settings(cfg, given)
+    assert "pseudo=online ignores pseudo.teacher, pseudo.weight (settings of the offline mode)" in caplog.text
+    assert "pseudo.mu" not in caplog.text and "threshold" not in caplog.text
+    caplog.clear()
+    warn_about_ignored_settings(compose_train("stage=pseudo_label", "pseudo.mu=2"), ["pseudo.mu=2"])
+    assert "pseudo=offline ignores pseudo.mu (settings of the online mode)" in caplog.text
 
 
 def test_the_pseudo_group_outside_its_stage_names_the_stage():

@@ -8,13 +8,14 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from lightning_fabric.utilities.exceptions import MisconfigurationException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.accelerators import CPUAccelerator
 
 from stl10_lightning.common.errors import UserError, find_cause
 from stl10_lightning.data import STL10DataModule
 from stl10_lightning.launch.callbacks import CheckpointPathsFollowTheRun
 from stl10_lightning.models.backbone_file import describe
+from stl10_lightning.settings.schema import PSEUDO_MODES, own_settings
 from stl10_lightning.stages import BarlowTwinsModule
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,23 @@ def check_data(datamodule: STL10DataModule) -> None:
     empty = [name for name in ("train", "val", "test") if len(datamodule.splits[name]) == 0]
     if empty:
         raise UserError(f"the {empty[0]} split of {datamodule.root} has no images; a run needs all three")
+
+
+def warn_about_ignored_settings(cfg: DictConfig, given: list[str]) -> None:
+    """Name the pseudo.* keys set on the command line (`given`: Hydra's overrides) that the chosen mode
+    ignores, e.g. pseudo.teacher in the online mode: a run must not look as if they had applied."""
+    chosen = next(
+        (mode for mode, node in PSEUDO_MODES.items() if OmegaConf.get_type(cfg.get("pseudo")) is node), None
+    )
+    if chosen is None:
+        return
+    keys = {override.lstrip("+~").split("=", 1)[0] for override in given}
+    for mode in PSEUDO_MODES.keys() - {chosen}:
+        ignored = sorted(
+            key for key in keys if key.removeprefix("pseudo.") in own_settings(mode) - own_settings(chosen)
+        )
+        if ignored:
+            log.warning("pseudo=%s ignores %s (settings of the %s mode)", chosen, ", ".join(ignored), mode)
 
 
 def check_model_fits_data(model: pl.LightningModule, datamodule: STL10DataModule) -> None:

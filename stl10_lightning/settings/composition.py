@@ -12,8 +12,8 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from stl10_lightning.common.errors import find_cause
-from stl10_lightning.settings import schema
 from stl10_lightning.settings.ranges import refusal
+from stl10_lightning.settings.schema import PSEUDO_MODES
 
 
 def _field(schema: type | None, name: str | None) -> dataclasses.Field | None:
@@ -31,15 +31,6 @@ def _wrong_type(err: ValidationError) -> str:
 
 # Nodes that only their stage fills (stl10_lightning/settings/schema.py, `Run`).
 STAGE_NODES = {"pseudo": "pseudo_label", "probe": "linear_probe"}
-# The pseudo-label modes' own settings (conf/pseudo/<mode>.yaml), to name the mode a key belongs to.
-PSEUDO_MODES = {"offline": schema.OfflinePseudo, "online": schema.OnlinePseudo}
-
-
-def _other_mode(key: str, schema_of_chosen: type) -> str | None:
-    return next(
-        (mode for mode, node in PSEUDO_MODES.items() if node is not schema_of_chosen and _field(node, key)),
-        None,
-    )
 
 
 def _unknown_key(err: OmegaConfBaseException) -> str:
@@ -49,9 +40,6 @@ def _unknown_key(err: OmegaConfBaseException) -> str:
     if top == "pseudo" and err.key == "mode":
         modes = " or ".join(f"pseudo={mode}" for mode in PSEUDO_MODES)
         return f"pseudo.mode is not a setting: the mode is a group; choose it with {modes}"
-    other = _other_mode(str(err.key), err.object_type) if top == "pseudo" else None
-    if other is not None:
-        return f"{err.full_key} is a setting of the {other} mode only; add pseudo={other}, or drop it"
     schema = err.object_type
     known = [field.name for field in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else []
     close = difflib.get_close_matches(str(err.key), known, n=1)

@@ -6,7 +6,7 @@ before any data, model or run folder is touched. `???` (MISSING) marks a value e
 A `_target_` can still name another class: its extra arguments go in with `+key=value`, as usual in Hydra.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from omegaconf import MISSING
@@ -256,6 +256,13 @@ class OfflinePseudo(PseudoLabelMode):
     balance: bool = False
     flip_average: bool = False
     steps: str = one_of(PSEUDO_STEPS, "epochs", why="the offline student's budget")
+    # The online mode's settings: accepted and ignored, with a warning naming them (launch/startup.py),
+    # so that one sweep over both modes (-m pseudo=offline,online) can set each mode's own.
+    mu: Any = None
+    lambda_u: Any = None
+    init_backbone: Any = None
+    strong_ops: Any = None
+    strong_cutout: Any = None
 
 
 @dataclass
@@ -265,6 +272,22 @@ class OnlinePseudo(PseudoLabelMode):
     init_backbone: str | None = None
     strong_ops: int = within(0, 14, closed="[]", why="RandAugment operations per image (14 in the pool)")
     strong_cutout: float = within(0, 1, why="side of the strong view's cutout")
+    # The offline mode's settings: accepted and ignored, with a warning (see OfflinePseudo).
+    teacher: Any = None
+    init: Any = None
+    weight: Any = None
+    balance: Any = None
+    flip_average: Any = None
+    steps: Any = None
+
+
+# Each pseudo-label mode (the group `pseudo`, conf/pseudo/) and the settings it uses.
+PSEUDO_MODES = {"offline": OfflinePseudo, "online": OnlinePseudo}
+
+
+def own_settings(mode: str) -> set[str]:
+    """The pseudo.* keys that `mode` uses: those the other mode's node only carries are typed Any."""
+    return {field.name for field in fields(PSEUDO_MODES[mode]) if field.type is not Any}
 
 
 # --- the whole run --------------------------------------------------------------------------------------
