@@ -278,7 +278,7 @@ def test_a_ratio_above_the_unlabeled_images(monkeypatch, capfd, tmp_path, synthe
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
 def test_a_full_disk(monkeypatch, capfd, tmp_path, synthetic_root):
-    """Writes to /dev/full fail as on a full disk (the real thing: see the README's manual check)."""
+    """Writes to /dev/full fail as on a full disk (the real thing by hand: docs/bad-input.md)."""
     (tmp_path / "run").mkdir()
     # config.yaml is the run's first file, written through this temporary name (common/atomic.py)
     (tmp_path / "run" / f".config.yaml.{os.getpid()}.tmp").symlink_to("/dev/full")
