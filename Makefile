@@ -17,13 +17,13 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-test: install ## run the test suite: tiny synthetic data, fast_dev_run, short CPU runs, DDP (~10 min on 2 cores)
+test: install ## run the test suite: tiny synthetic data, fast_dev_run, short CPU runs, DDP (~12 min on 2 cores)
 	$(BIN)/python -m pytest
 
 train: install ## train with Hydra overrides, e.g. make train ARGS="stage=supervised backbone=resnet18"
 	$(BIN)/python train.py $(ARGS)
 
-demo: install ## the whole study on synthetic STL-10 on CPU (~15 minutes), ending with the results table
+demo: install ## the whole study on synthetic STL-10 on CPU (~14 minutes on 2 idle cores), ending with the results table
 	$(BIN)/python -m stl10_lightning.study experiment=demo $(ARGS)
 
 study: install ## the whole study on real STL-10 (GPU): make study DATA=/path/containing/stl10_binary

@@ -36,7 +36,7 @@ class SupervisedResNet(pl.LightningModule):
     threshold and makes a poor teacher: smoothing stays off by default.
 
     `ema` (a decay such as 0.999) keeps an exponential moving average of the weights, which validation,
-    test and a later teacher use; see `stages/ema.py`.
+    test and a later teacher use; see `optim/ema.py`.
     """
 
     def __init__(
