@@ -39,7 +39,17 @@ class LinearProbe(SupervisedResNet):
         augment: dict | None = None,
         cache_features: bool = True,
     ):
-        super().__init__(backbone, optimizer, num_classes, image_size, schedule, warmup_epochs, 0.0, augment)
+        # Every setting by name, none by `**shared`: the probe takes no label smoothing and no weight average.
+        super().__init__(
+            backbone=backbone,
+            optimizer=optimizer,
+            num_classes=num_classes,
+            image_size=image_size,
+            schedule=schedule,
+            warmup_epochs=warmup_epochs,
+            label_smoothing=0.0,
+            augment=augment,
+        )
         if source is None:
             source = newest_finished_run("barlow_twins", needs="backbone.pt")
         self.hparams.source = str(load_backbone(self.backbone, backbone, source))

@@ -37,7 +37,9 @@ class OfflinePseudoLabelModule(SupervisedResNet):
     scales the loss of pseudo-labeled samples. `balance` keeps the same number per class. `steps`:
     `epochs` trains max_epochs over labeled plus kept images (the report: more images, more steps);
     `match_supervised` takes as many batches an epoch as the labeled images alone give, drawn from all of
-    them, so the student has the supervised run's optimizer steps and only the data differs.
+    them, so the student has the supervised run's optimizer steps and only the data differs. `shared`:
+    the supervised recipe's other settings (num_classes, image_size, schedule, warmup_epochs,
+    label_smoothing, augment, ema), with its defaults: the student trains as the supervised stage does.
     """
 
     def __init__(
@@ -51,25 +53,9 @@ class OfflinePseudoLabelModule(SupervisedResNet):
         balance: bool = False,
         flip_average: bool = False,
         steps: str = "epochs",
-        num_classes: int = 10,
-        image_size: int = 96,
-        schedule: str = "cosine",
-        warmup_epochs: float = 5,
-        label_smoothing: float = 0.0,
-        augment: dict | None = None,
-        ema: float | None = None,
+        **shared,
     ):
-        super().__init__(
-            backbone,
-            optimizer,
-            num_classes,
-            image_size,
-            schedule,
-            warmup_epochs,
-            label_smoothing,
-            augment,
-            ema,
-        )
+        super().__init__(backbone=backbone, optimizer=optimizer, **shared)
         check_threshold(threshold)
         if init not in ("scratch", "teacher"):
             raise UserError(f"pseudo.init={init!r}; choose scratch or teacher")

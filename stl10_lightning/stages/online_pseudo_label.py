@@ -33,7 +33,8 @@ class OnlinePseudoLabelModule(SupervisedResNet):
     turning the labeled view's augmentation off never leaves the consistency loss comparing an image
     with itself; `strong_ops` RandAugment operations per image and a cutout of `strong_cutout` x the
     side make the strong view. `init_backbone` starts from pretrained weights (a Barlow Twins
-    backbone.pt or run).
+    backbone.pt or run). `shared`: the supervised stage's other settings (num_classes, schedule,
+    label_smoothing, ema), with its defaults; the warm-up is off unless asked for.
     """
 
     def __init__(
@@ -46,25 +47,19 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         init_backbone: str | None = None,
         strong_ops: int = 2,
         strong_cutout: float = 0.5,
-        num_classes: int = 10,
         image_size: int = 96,
-        schedule: str = "cosine",
         warmup_epochs: float = 0,
-        label_smoothing: float = 0.0,
         augment: dict | None = None,
-        ema: float | None = None,
+        **shared,
     ):
         labeled_view = {key: value for key, value in (augment or {}).items() if key != "cutout"}
         super().__init__(
-            backbone,
-            optimizer,
-            num_classes,
-            image_size,
-            schedule,
-            warmup_epochs,
-            label_smoothing,
-            labeled_view,
-            ema,
+            backbone=backbone,
+            optimizer=optimizer,
+            image_size=image_size,
+            warmup_epochs=warmup_epochs,
+            augment=labeled_view,
+            **shared,
         )
         check_threshold(threshold)
         if not isinstance(mu, int) or mu < 1:
@@ -78,7 +73,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         self.strong_transform = strong_transform(image_size, num_ops=strong_ops, cutout=strong_cutout)
         # This epoch's sums, kept on the device so that no step waits for it: the masked pseudo-labels
         # per class, and (mask rates, steps, labeled images, of them past the threshold, and correct).
-        self.register_buffer("masked_per_class", torch.zeros(num_classes), persistent=False)
+        self.register_buffer("masked_per_class", torch.zeros(self.hparams.num_classes), persistent=False)
         self.register_buffer("tally", torch.zeros(5), persistent=False)
         self.mask_rate_by_epoch: list[float] = []
         self.precision_by_epoch: list[float | None] = []
