@@ -65,7 +65,12 @@ def test_exactly_the_confident_unlabeled_images_add_to_the_loss_with_the_weak_la
     grad = strong_logits.grad
     assert grad[[0, 1, 4]].abs().sum() == 0
     assert grad[2].argmin().item() == 2 and grad[3].argmin().item() == 1
-    assert module.masked_per_class.tolist() == [0, 1, 1]
+    # The epoch's statistics so far, as torchmetrics: 2 of the 4 unlabeled images passed, towards classes
+    # 1 and 2; the labeled image (confidence 0.965, class 0) passed with the right label.
+    assert [metric.compute().item() for metric in module.masked_per_class] == [0, 1, 1]
+    assert module.mask_rate.compute().item() == 0.5
+    assert module.labeled_mask_rate.compute().item() == 1.0
+    assert (module.labeled_passed.compute().item(), module.labeled_correct.compute().item()) == (1, 1)
 
 
 def test_a_threshold_of_one_keeps_nothing():
@@ -73,6 +78,8 @@ def test_a_threshold_of_one_keeps_nothing():
     batch = (images_with_ids([0], False), torch.tensor([0]), images_with_ids([1, 2, 3, 4], False))
     module.training_step((*batch, images_with_ids([1, 2, 3, 4], True)), 0).backward()
     assert strong_logits.grad is None or strong_logits.grad.abs().sum() == 0
+    assert module.mask_rate.compute().item() == 0 and module.labeled_mask_rate.compute().item() == 0
+    assert module.labeled_passed.compute().item() == 0  # no precision: no labeled image passed either
 
 
 def flip_and_shift(view: torch.Tensor, original: torch.Tensor, max_shift: int) -> tuple | None:
@@ -166,6 +173,16 @@ def test_tensorboard_shows_every_panel_and_metrics_json_the_mode(make_cfg, tmp_p
     assert summary["mask_rate_by_epoch"] == [1.0, 1.0]
     assert sum(summary["masked_per_class_last_epoch"]) == 256
     assert [event.step for event in events.Histograms("pseudo/masked_labels")] == [0, 1]
+
+
+def test_an_epoch_where_no_labeled_image_passes_has_no_precision_point(make_cfg, tmp_path):
+    short = ["trainer.max_epochs=1", "+trainer.limit_train_batches=1", "trainer.log_every_n_steps=1"]
+    train(make_cfg(*ONLINE, "ratio=0.2", "pseudo.mu=2", "pseudo.threshold=1.0", *short))
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["precision_by_epoch"] == [None] and summary["mask_rate_by_epoch"] == [0.0]
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    assert "pseudo/precision" not in events.Tags()["scalars"]
+    assert [event.value for event in events.Scalars("pseudo/labeled_mask_rate")] == [0.0]
 
 
 def test_the_average_follows_the_ema_formula_and_is_what_evaluation_uses():

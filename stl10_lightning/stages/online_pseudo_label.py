@@ -14,6 +14,9 @@ import logging
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric, SumMetric
 
 from stl10_lightning.common.errors import UserError
 from stl10_lightning.data.strong_augment import strong_transform, weak_transform
@@ -23,6 +26,14 @@ from stl10_lightning.stages.offline_pseudo_label import check_threshold
 from stl10_lightning.stages.supervised import SupervisedResNet
 
 log = logging.getLogger(__name__)
+# Logged for each epoch but kept from the loggers: on_train_epoch_end reads them, synced over processes,
+# to draw the precision curve (only where it is defined) and the histogram of the masked pseudo-labels.
+PASSED = "synced/pseudo/labeled_passed"
+CORRECT = "synced/pseudo/labeled_correct"
+
+
+def masked_key(label: int) -> str:
+    return f"synced/pseudo/masked_labels/{label}"
 
 
 class OnlinePseudoLabelModule(SupervisedResNet):
@@ -71,10 +82,16 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             self.hparams.init_backbone = str(load_backbone(self.backbone, backbone, init_backbone))
         self.weak_transform = weak_transform(image_size)
         self.strong_transform = strong_transform(image_size, num_ops=strong_ops, cutout=strong_cutout)
-        # This epoch's sums, kept on the device so that no step waits for it: the masked pseudo-labels
-        # per class, and (mask rates, steps, labeled images, of them past the threshold, and correct).
-        self.register_buffer("masked_per_class", torch.zeros(self.hparams.num_classes), persistent=False)
-        self.register_buffer("tally", torch.zeros(5), persistent=False)
+        # The epoch's statistics; Lightning syncs them over processes and resets them (see _log_step).
+        # nan_strategy="disable": no value is ever NaN, and the check would make every step wait for the GPU.
+        self.mask_rate = MeanMetric(nan_strategy="disable")
+        self.labeled_mask_rate = MeanMetric(nan_strategy="disable")
+        self.labeled_passed = SumMetric(nan_strategy="disable")  # labeled images past the threshold
+        self.labeled_correct = SumMetric(nan_strategy="disable")  # ... and labeled right
+        # One count per class: Lightning logs and syncs only single numbers.
+        self.masked_per_class = nn.ModuleList(
+            SumMetric(nan_strategy="disable") for _ in range(self.hparams.num_classes)
+        )
         self.mask_rate_by_epoch: list[float] = []
         self.precision_by_epoch: list[float | None] = []
         self.masked_per_class_last_epoch: list[int] = []
@@ -122,58 +139,48 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         return loss
 
     def _log_step(self, loss, supervised, unlabeled, labeled_guess, labels) -> None:
-        mask_rate = unlabeled.mask.float().mean()
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict(
             {"train/loss_labeled": supervised, "train/loss_unlabeled": unlabeled.loss},
             on_step=True,
             on_epoch=True,
         )
-        self.log("pseudo/mask_rate", mask_rate, on_step=True, on_epoch=True, prog_bar=True)
+        self.mask_rate(unlabeled.mask.float())
+        self.log("pseudo/mask_rate", self.mask_rate, on_step=True, on_epoch=True, prog_bar=True)
         confidence, guess = labeled_guess.float().softmax(dim=1).max(dim=1)
         passed = confidence >= self.hparams.threshold
-        correct = (passed & (guess == labels)).sum()
-        step = [
-            mask_rate,
-            torch.ones_like(mask_rate),
-            torch.full_like(mask_rate, len(labels)),
-            passed.sum(),
-            correct,
-        ]
-        self.tally += torch.stack([value.float() for value in step])
-        kept = unlabeled.pseudo_labels[unlabeled.mask]
-        self.masked_per_class += torch.bincount(kept, minlength=self.hparams.num_classes)
+        self.labeled_mask_rate.update(passed.float())
+        self.log("pseudo/labeled_mask_rate", self.labeled_mask_rate, on_step=False, on_epoch=True)
+        self.labeled_passed.update(passed.sum())
+        self.labeled_correct.update((passed & (guess == labels)).sum())
+        masked = F.one_hot(unlabeled.pseudo_labels, self.hparams.num_classes) * unlabeled.mask[:, None]
+        for metric, count in zip(self.masked_per_class, masked.sum(dim=0), strict=True):
+            metric.update(count)
+        hidden = {PASSED: self.labeled_passed, CORRECT: self.labeled_correct}
+        hidden |= {masked_key(label): metric for label, metric in enumerate(self.masked_per_class)}
+        self.log_dict(hidden, on_step=False, on_epoch=True, logger=False)
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        super().on_train_batch_end(outputs, batch, batch_idx)
-        trainer = self.trainer
-        if batch_idx + 1 >= trainer.num_training_batches or 0 < trainer.max_steps <= trainer.global_step:
-            self._close_epoch()
+    def on_train_epoch_end(self) -> None:
+        """The epoch's precision curve, class histogram and metrics.json values, from the statistics as
+        Lightning synced them over processes: no collective of ours runs here, so processes that reach
+        this hook at different points of Lightning's own syncing cannot wait on each other."""
+        epoch = self.trainer.callback_metrics
+        passed, correct = float(epoch[PASSED]), float(epoch[CORRECT])
+        counts = [round(float(epoch[masked_key(label)])) for label in range(self.hparams.num_classes)]
+        self.mask_rate_by_epoch.append(round(float(epoch["pseudo/mask_rate_epoch"]), 4))
+        self.precision_by_epoch.append(round(correct / passed, 4) if passed else None)
+        self.masked_per_class_last_epoch = counts
+        if passed:  # otherwise there is no precision, and no point rather than TensorBoard's NaN marker
+            self.log("pseudo/precision", correct / passed, on_step=False, on_epoch=True)
+        if sum(counts) > 0:
+            self._add_histogram(torch.tensor(counts))
 
-    def _close_epoch(self) -> None:
-        """Epoch values over all devices: mask rate, pseudo-label precision, and the class histogram.
-
-        Reduced at the epoch's last step, not in on_train_epoch_end: by then rank 0's progress bar has
-        synced the epoch's torchmetrics, a collective the other ranks make only later, and a reduce of
-        ours in between would meet the wrong collective and hang.
-        """
-        reduce = self.trainer.strategy.reduce
-        mask_rates, steps, labeled, passed, correct = reduce(self.tally.clone(), reduce_op="sum").tolist()
-        counts = reduce(self.masked_per_class.clone(), reduce_op="sum").long().cpu()
-        self.tally.zero_()
-        self.masked_per_class.zero_()
-        precision = correct / passed if passed else None  # of the labeled images past the threshold
-        self.mask_rate_by_epoch.append(round(mask_rates / max(steps, 1), 4))
-        self.precision_by_epoch.append(None if precision is None else round(precision, 4))
-        self.masked_per_class_last_epoch = counts.tolist()
-        if precision is not None:
-            self.log("pseudo/precision", precision, on_step=False, on_epoch=True)
-        self.log("pseudo/labeled_mask_rate", passed / max(labeled, 1), on_step=False, on_epoch=True)
+    def _add_histogram(self, counts: torch.Tensor) -> None:
+        classes = torch.arange(len(counts)).repeat_interleave(counts)
+        edges = torch.arange(len(counts) + 1) - 0.5
         for logger in self.loggers:
             experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_histogram") and counts.sum() > 0:
-                classes = torch.arange(self.hparams.num_classes).repeat_interleave(counts.cpu())
-                edges = torch.arange(self.hparams.num_classes + 1) - 0.5
+            if hasattr(experiment, "add_histogram"):
                 experiment.add_histogram(
                     "pseudo/masked_labels", classes, self.current_epoch, bins=edges.numpy()
                 )
