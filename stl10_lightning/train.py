@@ -26,6 +26,7 @@ from stl10_lightning import settings
 from stl10_lightning.common import atomic
 from stl10_lightning.common.errors import UserError, user_error_behind
 from stl10_lightning.launch import startup
+from stl10_lightning.launch.compared_settings import compared_settings
 from stl10_lightning.launch.ddp import other_ranks_join_this_run
 from stl10_lightning.runs import folder as run_folder
 from stl10_lightning.runs import resume
@@ -44,13 +45,17 @@ def _final_metrics(results: list[dict]) -> dict[str, float]:
 
 
 def _log_hparams(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
-    """TensorBoard's HPARAMS tab: the whole config beside the final metrics, not a placeholder."""
-    hparams = OmegaConf.to_container(cfg, resolve=True)
+    """TensorBoard's HPARAMS tab: the settings runs are compared by, beside the final metrics; the
+    logger's hparams.yaml: the whole config."""
+    compared = compared_settings(cfg, trainer.lightning_module)
     summary = {f"hparams/{name}": value for name, value in metrics.items() if "class_f1" not in name}
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(hparams, summary)
-            save_hparams_to_yaml(Path(logger.log_dir) / "hparams.yaml", hparams)  # Lightning left it empty
+            logger.log_hyperparams(compared, summary)
+            # The whole config as the record of what ran: Lightning left this file empty.
+            save_hparams_to_yaml(
+                Path(logger.log_dir) / "hparams.yaml", OmegaConf.to_container(cfg, resolve=True)
+            )
 
 
 def _checked_start(cfg: DictConfig, run_dir: Path):

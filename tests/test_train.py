@@ -3,7 +3,9 @@ import json
 import pytest
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from stl10_lightning.common.errors import UserError
 from stl10_lightning.data import STL10DataModule
@@ -77,9 +79,14 @@ def test_tensorboard_has_slash_metrics_hparams_and_confusion_matrix(finished_run
     assert "hp_metric" not in scalars and "hparams/test/acc" in scalars
     assert len(events.Scalars("val/acc")) == 15  # one point per epoch; the final evaluation adds none
     assert "test/confusion_matrix" in events.Tags()["images"]
-    hparams = events.PluginTagToContent("hparams")
-    assert "_hparams_/session_start_info" in hparams
-    assert "optimizer:" in (run_dir / "tensorboard" / "hparams.yaml").read_text()
+    session = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    listed = HParamsPluginData.FromString(session).session_start_info.hparams
+    assert set(listed) == {
+        "stage", "backbone", "optimizer", "lr", "epochs", "batch_size", "image_size", "seed",
+    }  # fmt: skip
+    assert listed["optimizer"].string_value == "AdamW" and listed["epochs"].number_value == 15
+    recorded = OmegaConf.load(run_dir / "tensorboard" / "hparams.yaml")  # the whole config, as config.yaml
+    assert recorded == OmegaConf.load(run_dir / "config.yaml")
 
 
 def test_checkpoints_load_with_weights_only_and_describe_the_model(finished_run):

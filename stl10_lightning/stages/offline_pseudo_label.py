@@ -42,6 +42,8 @@ class OfflinePseudoLabelModule(SupervisedResNet):
     label_smoothing, augment, ema), with its defaults: the student trains as the supervised stage does.
     """
 
+    pseudo_label_mode = "offline"  # the option of the group `pseudo`, named in metrics.json and HPARAMS
+
     def __init__(
         self,
         backbone: dict,
@@ -120,7 +122,7 @@ class OfflinePseudoLabelModule(SupervisedResNet):
         if self.hparams.steps == "match_supervised":
             self._limit_batches_per_epoch(batches_before)
         self.summary = {
-            "mode": "offline",
+            "mode": self.pseudo_label_mode,
             "teacher": str(self._teacher.path),
             "threshold": threshold,
             "ratio": datamodule.hparams.unlabeled_ratio,

@@ -48,6 +48,8 @@ class OnlinePseudoLabelModule(SupervisedResNet):
     label_smoothing, ema), with its defaults; the warm-up is off unless asked for.
     """
 
+    pseudo_label_mode = "online"  # the option of the group `pseudo`, named in metrics.json and HPARAMS
+
     def __init__(
         self,
         backbone: dict,
@@ -199,7 +201,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
     def run_summary(self, run_dir: Path) -> dict:
         datamodule = self.trainer.datamodule
         return {
-            "mode": "online",
+            "mode": self.pseudo_label_mode,
             "threshold": self.hparams.threshold,
             "ratio": datamodule.hparams.unlabeled_ratio,
             "unlabeled_used": len(datamodule.unlabeled_set()),
