@@ -77,6 +77,7 @@ def test_tensorboard_has_slash_metrics_hparams_and_confusion_matrix(finished_run
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss_step", "train/acc", "val/acc", "val/f1", "val/class_f1/disk", "test/acc"} <= scalars
     assert "hp_metric" not in scalars and "hparams/test/acc" in scalars
+    assert "epoch" not in scalars and {"train/loss_step", "train/loss_epoch"} <= scalars  # TIME SERIES' cards
     assert len(events.Scalars("val/acc")) == 15  # one point per epoch; the final evaluation adds none
     assert "test/confusion_matrix" in events.Tags()["images"]
     session = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
