@@ -21,6 +21,7 @@ IGNORED = (
     "logger",
     "callbacks.progress_bar",
     "callbacks.lr_monitor",
+    "callbacks.epoch_log",
     "callbacks.*.every_n_train_steps",
     "trainer.log_every_n_steps",
     "trainer.enable_progress_bar",
