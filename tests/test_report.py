@@ -143,6 +143,11 @@ def test_table_averages_seeds_and_compares_with_supervised(report):
     assert online["Δ vs supervised"] == "+6.00 (1 pair)"
 
 
+def test_legend_gives_the_online_modes_mu(report):
+    (line,) = [line for line in legend_lines(report[0]) if "(pseudo-label online)" in line]
+    assert "mu 7" in line and all("mu " not in other for other in legend_lines(report[0]) if other != line)
+
+
 def test_legend_names_what_tells_the_supervised_recipes_apart(report):
     (line,) = legend(report[0])  # the other stages and modes have one recipe each
     assert line.startswith("- supervised: A: backbone._target_=stl10_lightning.models.TinyNet")

@@ -151,7 +151,8 @@ def headline(settings: dict) -> str:
     ]
     if settings.get("model.ema") is not None:
         parts.append(f"EMA {shown(settings['model.ema'])}")
-    if settings.get("model.mode") == "online":
+    online = str(settings.get("model._target_")).endswith("OnlinePseudoLabelModule")
+    if online or settings.get("model.mode") == "online":  # model.mode: folders from before the group `pseudo`
         parts.append(f"mu {shown(settings.get('pseudo.mu'))}")
     if settings.get("trainer.precision") not in (None, "32-true"):
         parts.append(str(settings["trainer.precision"]))
