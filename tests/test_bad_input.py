@@ -1,7 +1,6 @@
 """Each bad input stops the run with one line that says what is wrong, and a non-zero exit."""
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -13,27 +12,8 @@ import torch
 
 from stl10_lightning.models import TinyNet
 from stl10_lightning.models.backbone_file import save_backbone
-from stl10_lightning.train import main, train
-from tests.conftest import compose_tiny
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def run_main(monkeypatch, capfd, tmp_path, *overrides: str) -> tuple[int, str]:
-    """`python train.py OVERRIDES` in this process (a subprocess costs seconds of imports)."""
-    tiny = ["backbone=tiny", "data.image_size=32", "data.num_workers=0", "trainer.accelerator=cpu"]
-    argv = ["train.py", *tiny, f"hydra.run.dir={tmp_path / 'run'}", "callbacks.progress_bar=null", *overrides]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return exit_info.value.code, capfd.readouterr().err
-
-
-def assert_one_line_error(stderr: str, pattern: str) -> None:
-    assert "Traceback" not in stderr, stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, stderr
-    assert re.search(pattern, errors[0]), errors[0]
+from stl10_lightning.train import train
+from tests.helpers import REPO, assert_one_line_error, compose_tiny, run_main
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from stl10_lightning.models import TinyNet
 from stl10_lightning.models.backbone_file import read_backbone
 from stl10_lightning.monitoring.knn import knn_predict
 from stl10_lightning.stages.barlow_twins import BarlowTwinsModule, build_projector
-from tests.conftest import PRETRAIN_EPOCHS as EPOCHS
+from tests.helpers import PRETRAIN_EPOCHS as EPOCHS
 
 
 def test_run_writes_backbone_and_metrics(pretrained_run):

@@ -1,14 +1,8 @@
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from stl10_lightning.stages import OfflinePseudoLabelModule, OnlinePseudoLabelModule, SupervisedResNet
-from stl10_lightning.train import CONFIG_DIR
-
-
-def compose_train(*overrides: str):
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+from tests.helpers import compose_train
 
 
 def test_seed_report_reproduces_the_reports_settings():

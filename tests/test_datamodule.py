@@ -7,7 +7,7 @@ import torch
 
 from stl10_lightning.common.errors import UserError
 from stl10_lightning.data import STL10DataModule, synthetic
-from tests.conftest import SYNTHETIC
+from tests.helpers import SYNTHETIC
 
 
 def datamodule(root, **kwargs) -> STL10DataModule:

@@ -20,10 +20,8 @@ from stl10_lightning.data.transforms import eval_transform
 from stl10_lightning.models.backbone_file import read_backbone
 from stl10_lightning.monitoring.knn import knn_predict
 from stl10_lightning.train import train
-from tests.conftest import compose_tiny
-from tests.test_train import stage_inputs
+from tests.helpers import REPO, compose_tiny, stage_inputs
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from stl10_lightning.models import TinyNet
 from stl10_lightning.models.backbone_file import save_backbone
 from stl10_lightning.settings import check_settings
-from tests.test_configs import compose_train
+from tests.helpers import compose_train
 
 STAGES = [
     ["stage=supervised"],

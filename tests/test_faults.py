@@ -9,7 +9,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,22 +17,9 @@ import pytorch_lightning as pl
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.test_bad_input import assert_one_line_error, run_main
+from tests.helpers import assert_one_line_error, command, run_main
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
-
-
-class HoldAtStep(pl.Callback):
-    """Writes `marker` once `step` optimizer steps are done, then waits there to be killed."""
-
-    def __init__(self, step: int, marker: str):
-        self.step, self.marker = step, Path(marker)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
-            self.marker.write_text(str(self.step))
-            time.sleep(600)
 
 
 class PoisonAtStep(pl.Callback):
@@ -49,19 +35,10 @@ class PoisonAtStep(pl.Callback):
                     parameter.fill_(math.nan)
 
 
-def command(root: Path, *overrides: str) -> list[str]:
-    """`python train.py` on the tiny synthetic set; without hydra.run.dir, as users start it."""
-    tiny = [
-        f"data.root={root}", "backbone=tiny", "data.image_size=32", "data.val_size=100", "data.batch_size=64",
-        "data.num_workers=0", "trainer.accelerator=cpu", "callbacks.progress_bar=null",
-    ]  # fmt: skip
-    return [sys.executable, str(REPO / "train.py"), *tiny, *overrides]
-
-
 def run_and_kill_at(cwd: Path, root: Path, step: int, *overrides: str) -> Path:
     """Start a run in `cwd`, SIGKILL it when it holds at `step`; its run folder."""
     marker = cwd / "holding"
-    hold = [f"+callbacks.hold._target_={__name__}.HoldAtStep", f"+callbacks.hold.step={step}"]
+    hold = [f"+callbacks.hold._target_=tests.helpers.HoldAtStep", f"+callbacks.hold.step={step}"]
     with (cwd / "killed.log").open("w") as log:
         process = subprocess.Popen(
             command(root, *overrides, *hold, f"+callbacks.hold.marker={marker}"),

@@ -10,9 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from stl10_lightning.train import CONFIG_DIR, train
-from tests.conftest import compose_tiny
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO, compose_tiny
 
 
 @pytest.fixture(scope="module")

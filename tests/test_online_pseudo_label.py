@@ -17,7 +17,7 @@ from stl10_lightning.runs.resume import check_checkpoint
 from stl10_lightning.stages import OnlinePseudoLabelModule, SupervisedResNet
 from stl10_lightning.stages.teacher import load_teacher
 from stl10_lightning.train import train
-from tests.conftest import compose_tiny, raises_user_error
+from tests.helpers import compose_tiny, raises_user_error
 
 TINY = {"_target_": "stl10_lightning.models.TinyNet", "width": 8}
 SGD = {"_target_": "torch.optim.SGD", "lr": 0.1}

@@ -12,9 +12,7 @@ from stl10_lightning.common.errors import UserError
 from stl10_lightning.data import STL10DataModule
 from stl10_lightning.stages.teacher import select
 from stl10_lightning.train import train
-from tests.conftest import raises_user_error
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO, raises_user_error
 
 
 @pytest.fixture(scope="module")

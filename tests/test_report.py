@@ -18,7 +18,7 @@ from stl10_lightning.report import main
 from stl10_lightning.report.collect import collect
 from stl10_lightning.report.figures import accuracy_vs_ratio
 from stl10_lightning.report.rows import build_rows, drop_duplicates
-from tests.test_configs import compose_train
+from tests.helpers import compose_train
 
 # metrics.json mtimes one second apart, in the order the runs are written: the later is the newer.
 CLOCK = itertools.count(1_700_000_000)

@@ -17,10 +17,7 @@ import pytest
 import torch
 
 from stl10_lightning.train import main, train
-from tests.conftest import compose_tiny
-from tests.test_bad_input import assert_one_line_error, run_main
-from tests.test_faults import command
-from tests.test_train import Interrupted
+from tests.helpers import Interrupted, assert_one_line_error, command, compose_tiny, run_main
 
 SHORT = ["trainer.max_epochs=2", "+trainer.limit_train_batches=2", "data.val_size=100", "data.batch_size=64"]
 
@@ -28,7 +25,7 @@ SHORT = ["trainer.max_epochs=2", "+trainer.limit_train_batches=2", "data.val_siz
 def interrupted_run(root: Path, run_dir: Path, *settings: str) -> None:
     """A run stopped at the start of its third epoch, after two epochs' checkpoints, as a killed job is."""
     interrupt = [
-        "+callbacks.interrupt._target_=tests.test_train.InterruptAtEpoch",
+        "+callbacks.interrupt._target_=tests.helpers.InterruptAtEpoch",
         "+callbacks.interrupt.epoch=2",
     ]
     with pytest.raises(Interrupted):
@@ -96,7 +93,7 @@ def test_a_new_run_into_a_finished_runs_folder_is_refused(
 
 def test_a_new_run_into_an_unfinished_runs_folder_is_refused(make_cfg, tmp_path):
     interrupt = [
-        "+callbacks.interrupt._target_=tests.test_train.InterruptAtEpoch",
+        "+callbacks.interrupt._target_=tests.helpers.InterruptAtEpoch",
         "+callbacks.interrupt.epoch=1",
     ]
     with pytest.raises(Interrupted):
@@ -114,7 +111,7 @@ def test_two_runs_cannot_write_one_folder_and_a_killed_one_leaves_no_lock(
     """The first run holds in its second epoch (a callback waits at step 3, after epoch 1's last.ckpt); the
     second is refused at once. Once the first is killed, its folder can be resumed: the lock died with it."""
     run_dir, marker = tmp_path / "run", tmp_path / "holding"
-    hold = ["+callbacks.hold._target_=tests.test_faults.HoldAtStep", "+callbacks.hold.step=3"]
+    hold = ["+callbacks.hold._target_=tests.helpers.HoldAtStep", "+callbacks.hold.step=3"]
     first = subprocess.Popen(
         command(
             synthetic_root, *SHORT, *hold, f"+callbacks.hold.marker={marker}", f"hydra.run.dir={run_dir}"

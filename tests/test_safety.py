@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import stl10_lightning
-from tests.test_bad_input import assert_one_line_error, run_main
+from tests.helpers import assert_one_line_error, run_main
 
 PACKAGE = Path(stl10_lightning.__file__).parent
 

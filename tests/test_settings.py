@@ -8,7 +8,6 @@ import typing
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from stl10_lightning.common.errors import UserError
@@ -18,16 +17,10 @@ from stl10_lightning.settings import check_settings, one_line
 from stl10_lightning.settings.check import _ranged_fields
 from stl10_lightning.settings.ranges import ALLOWED
 from stl10_lightning.study import for_step, steps
-from stl10_lightning.train import CONFIG_DIR, train
-from tests.test_bad_input import assert_one_line_error, run_main
+from stl10_lightning.train import train
+from tests.helpers import REPO, assert_one_line_error, compose_train, run_main
 
-REPO = Path(__file__).resolve().parent.parent
 STAGES = ["supervised", "barlow_twins", "linear_probe", "pseudo_label"]
-
-
-def compose_train(*overrides: str):
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("train", overrides=["run_dir=unused", *overrides])
 
 
 @pytest.mark.parametrize(

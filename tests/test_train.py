@@ -9,30 +9,12 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from stl10_lightning.common.errors import UserError
 from stl10_lightning.data import STL10DataModule
-from stl10_lightning.models import TinyNet
-from stl10_lightning.models.backbone_file import save_backbone
 from stl10_lightning.runs.folder import run_folder_for
 from stl10_lightning.stages import SupervisedResNet
 from stl10_lightning.train import train
-from tests.conftest import compose_tiny
+from tests.helpers import Interrupted, compose_tiny, stage_inputs
 
 STAGES = ["supervised", "barlow_twins", "linear_probe", "pseudo_label", "pseudo_label:online"]
-
-
-def stage_inputs(stage: str, finished_run, tmp_path) -> list[str]:
-    """What each stage needs from an earlier one: a backbone file or a teacher run."""
-    if stage == "barlow_twins":
-        return ["model.projector=64-64"]  # the paper's 8192-8192-8192 costs seconds per CPU step
-    if stage == "linear_probe":
-        save_backbone(
-            tmp_path / "backbone.pt", {"_target_": "stl10_lightning.models.TinyNet", "width": 32}, TinyNet()
-        )
-        return [f"probe.backbone={tmp_path / 'backbone.pt'}"]
-    if stage == "pseudo_label":
-        return [f"pseudo.teacher={finished_run[0]}", "ratio=0.2", "pseudo.threshold=0.5"]
-    if stage == "pseudo_label:online":
-        return ["pseudo=online", "ratio=0.2", "pseudo.mu=2", "pseudo.threshold=0.5"]
-    return []
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -108,25 +90,10 @@ def test_final_metrics_come_from_the_best_checkpoint(finished_run, synthetic_roo
     assert trainer.test(model, datamodule=datamodule)[0]["test/acc"] == pytest.approx(metrics["test/acc"])
 
 
-class Interrupted(Exception):
-    """Raised by InterruptAtEpoch."""
-
-
-class InterruptAtEpoch(pl.Callback):
-    """Stands in for a killed job: fails at the start of an epoch, after earlier epochs saved last.ckpt."""
-
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise Interrupted
-
-
 def test_interrupted_run_resumes_in_its_folder_and_finishes_its_schedule(make_cfg, tmp_path):
     settings = ["trainer.max_epochs=4", "model.warmup_epochs=1", "trainer.log_every_n_steps=1"]
     interrupt = [
-        "+callbacks.interrupt._target_=tests.test_train.InterruptAtEpoch",
+        "+callbacks.interrupt._target_=tests.helpers.InterruptAtEpoch",
         "+callbacks.interrupt.epoch=2",
     ]
     with pytest.raises(Interrupted):
@@ -149,7 +116,7 @@ def test_interrupted_run_resumes_in_its_folder_and_finishes_its_schedule(make_cf
 
 def test_resume_with_another_schedule_length_is_refused(make_cfg, tmp_path):
     interrupt = [
-        "+callbacks.interrupt._target_=tests.test_train.InterruptAtEpoch",
+        "+callbacks.interrupt._target_=tests.helpers.InterruptAtEpoch",
         "+callbacks.interrupt.epoch=1",
     ]
     with pytest.raises(Interrupted):
