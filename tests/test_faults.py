@@ -38,7 +38,7 @@ class PoisonAtStep(pl.Callback):
 def run_and_kill_at(cwd: Path, root: Path, step: int, *overrides: str) -> Path:
     """Start a run in `cwd`, SIGKILL it when it holds at `step`; its run folder."""
     marker = cwd / "holding"
-    hold = [f"+callbacks.hold._target_=tests.helpers.HoldAtStep", f"+callbacks.hold.step={step}"]
+    hold = ["+callbacks.hold._target_=tests.helpers.HoldAtStep", f"+callbacks.hold.step={step}"]
     with (cwd / "killed.log").open("w") as log:
         process = subprocess.Popen(
             command(root, *overrides, *hold, f"+callbacks.hold.marker={marker}"),
