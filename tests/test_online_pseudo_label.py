@@ -15,6 +15,7 @@ from stl10_lightning.data.stl10_binary import to_upright
 from stl10_lightning.models.backbone_file import read_backbone
 from stl10_lightning.runs.resume import check_checkpoint
 from stl10_lightning.stages import OnlinePseudoLabelModule, SupervisedResNet
+from stl10_lightning.stages.online_pseudo_label import collapse_warning
 from stl10_lightning.stages.teacher import load_teacher
 from stl10_lightning.train import train
 from tests.helpers import compose_tiny, raises_user_error
@@ -173,6 +174,19 @@ def test_tensorboard_shows_every_panel_and_metrics_json_the_mode(make_cfg, tmp_p
     assert summary["mask_rate_by_epoch"] == [1.0, 1.0]
     assert sum(summary["masked_per_class_last_epoch"]) == 256
     assert [event.step for event in events.Histograms("pseudo/masked_labels")] == [0, 1]
+    counts = summary["masked_per_class_last_epoch"]
+    assert summary["top_class_share_by_epoch"][-1] == round(max(counts) / sum(counts), 4)
+    assert "pseudo/top_class_share" in events.Tags()["scalars"]
+
+
+def test_an_epoch_whose_pseudo_labels_pile_onto_one_class_is_flagged():
+    names = [f"c{label}" for label in range(10)]
+    piled = [2933, 40, 40, 40, 40, 40, 40, 40, 37, 40]  # 89 %: one class takes most confident labels
+    assert collapse_warning(piled, names, 6).startswith(
+        "epoch 6: 89% of the confident pseudo-labels are class 'c0', above 30% (3x a balanced class's share)"
+    )
+    assert collapse_warning([31, *[11] * 9], names, 6) is None  # 24 %: under 3x a tenth
+    assert collapse_warning([40, *[0] * 9], names, 0) is None  # 40 labels: too few to judge
 
 
 def test_an_epoch_where_no_labeled_image_passes_has_no_precision_point(make_cfg, tmp_path):
@@ -269,3 +283,13 @@ def test_online_mode_beats_supervised_only_on_the_same_steps(few_labels_root, tm
 
     online, supervised_only = test_accuracy("online"), test_accuracy("control", "pseudo.lambda_u=0")
     assert online > supervised_only + 0.05, (online, supervised_only)
+
+
+def test_the_collapse_warning_reaches_the_log(make_cfg, caplog, monkeypatch):
+    monkeypatch.setattr("stl10_lightning.stages.online_pseudo_label.COLLAPSE_BOUND", 0.0)  # flag any epoch
+    train(make_cfg(*ONLINE, "ratio=0.4", "pseudo.mu=2", "pseudo.threshold=0.1", "debug=fast_dev_run"))
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert any(
+        message.startswith("epoch 0: ") and "of the confident pseudo-labels are class" in message
+        for message in warnings
+    ), warnings

@@ -22,6 +22,7 @@ from stl10_lightning.common.errors import UserError
 from stl10_lightning.data.strong_augment import strong_transform, weak_transform
 from stl10_lightning.losses import consistency_loss
 from stl10_lightning.models.backbone_file import load_backbone
+from stl10_lightning.monitoring.classification_metrics import class_names
 from stl10_lightning.stages.offline_pseudo_label import check_threshold
 from stl10_lightning.stages.supervised import SupervisedResNet
 
@@ -30,6 +31,26 @@ log = logging.getLogger(__name__)
 # to draw the precision curve (only where it is defined) and the histogram of the masked pseudo-labels.
 PASSED = "synced/pseudo/labeled_passed"
 CORRECT = "synced/pseudo/labeled_correct"
+
+
+# An epoch whose most frequent pseudo-label class takes more than COLLAPSE_BOUND x a balanced class's share
+# of the confident labels is flagged: the model is likely labeling confidently wrong and training on its
+# own mistakes (confirmation bias). Judged only once MIN_MASKED_PER_CLASS x classes labels passed.
+COLLAPSE_BOUND = 3.0
+MIN_MASKED_PER_CLASS = 10
+
+
+def collapse_warning(counts: list[int], names: list[str], epoch: int) -> str | None:
+    """The warning for an epoch's masked pseudo-labels per class, or None when they look spread enough."""
+    total, top = sum(counts), max(range(len(counts)), key=counts.__getitem__)
+    bound = COLLAPSE_BOUND / len(counts)
+    if total < MIN_MASKED_PER_CLASS * len(counts) or counts[top] / total <= bound:
+        return None
+    return (
+        f"epoch {epoch}: {counts[top] / total:.0%} of the confident pseudo-labels are class {names[top]!r}, "
+        f"above {bound:.0%} ({COLLAPSE_BOUND:g}x a balanced class's share): the model may be training on "
+        "its own mistakes; see pseudo/top_class_share, pseudo/precision and pseudo/masked_labels"
+    )
 
 
 def masked_key(label: int) -> str:
@@ -97,6 +118,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         self.mask_rate_by_epoch: list[float] = []
         self.precision_by_epoch: list[float | None] = []
         self.masked_per_class_last_epoch: list[int] = []
+        self.top_class_share_by_epoch: list[float | None] = []
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
@@ -174,8 +196,16 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         self.masked_per_class_last_epoch = counts
         if passed:  # otherwise there is no precision, and no point rather than TensorBoard's NaN marker
             self.log("pseudo/precision", correct / passed, on_step=False, on_epoch=True)
-        if sum(counts) > 0:
+        share = max(counts) / sum(counts) if sum(counts) else None
+        self.top_class_share_by_epoch.append(None if share is None else round(share, 4))
+        if share is not None:
+            self.log("pseudo/top_class_share", share, on_step=False, on_epoch=True)
             self._add_histogram(torch.tensor(counts))
+            names = class_names(self, self.hparams.num_classes)
+            warning = collapse_warning(counts, names, self.current_epoch)
+            # The counts are synced: one line from rank 0, not one from every process.
+            if warning is not None and self.trainer.is_global_zero:
+                log.warning(warning)
 
     def _add_histogram(self, counts: torch.Tensor) -> None:
         classes = torch.arange(len(counts)).repeat_interleave(counts)
@@ -191,12 +221,14 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         super().on_save_checkpoint(checkpoint)
         checkpoint["mask_rate_by_epoch"] = self.mask_rate_by_epoch
         checkpoint["precision_by_epoch"] = self.precision_by_epoch
+        checkpoint["top_class_share_by_epoch"] = self.top_class_share_by_epoch
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         if not self.mask_rate_by_epoch:  # a resume; after fit, loading the best epoch keeps the history
             self.mask_rate_by_epoch = list(checkpoint.get("mask_rate_by_epoch", []))
             self.precision_by_epoch = list(checkpoint.get("precision_by_epoch", []))
+            self.top_class_share_by_epoch = list(checkpoint.get("top_class_share_by_epoch", []))
 
     def run_summary(self, run_dir: Path) -> dict:
         datamodule = self.trainer.datamodule
@@ -211,4 +243,5 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             "mask_rate_by_epoch": self.mask_rate_by_epoch,
             "precision_by_epoch": self.precision_by_epoch,
             "masked_per_class_last_epoch": self.masked_per_class_last_epoch,
+            "top_class_share_by_epoch": self.top_class_share_by_epoch,
         }
