@@ -290,6 +290,6 @@ def test_the_collapse_warning_reaches_the_log(make_cfg, caplog, monkeypatch):
     train(make_cfg(*ONLINE, "ratio=0.4", "pseudo.mu=2", "pseudo.threshold=0.1", "debug=fast_dev_run"))
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
     assert any(
-        message.startswith("epoch 0: ") and "of the confident pseudo-labels are class" in message
+        message.startswith("epoch 1: ") and "of the confident pseudo-labels are class" in message
         for message in warnings
     ), warnings

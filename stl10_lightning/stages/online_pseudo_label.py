@@ -202,7 +202,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             self.log("pseudo/top_class_share", share, on_step=False, on_epoch=True)
             self._add_histogram(torch.tensor(counts))
             names = class_names(self, self.hparams.num_classes)
-            warning = collapse_warning(counts, names, self.current_epoch)
+            warning = collapse_warning(counts, names, self.current_epoch + 1)  # counted from 1, as the log
             # The counts are synced: one line from rank 0, not one from every process.
             if warning is not None and self.trainer.is_global_zero:
                 log.warning(warning)
