@@ -101,12 +101,12 @@ def check_arguments(out: Path, ratios: str, modes: str, overrides: list[str]) ->
                 f"--ratios {ratios}: {ratio!r} is not a number > 0; give unlabeled images per labeled one, "
                 "comma-separated, e.g. --ratios 0.4,1,2,10"
             )
-    unknown = [mode for mode in modes.split(",") if mode not in MODES]
     chosen = next((override for override in overrides if override.lstrip("+~").startswith("pseudo=")), None)
     if chosen is not None:
         raise UserError(
             f"{chosen}: the study runs each mode of --modes; give --modes {chosen.split('=', 1)[1]}"
         )
+    unknown = [mode for mode in modes.split(",") if mode not in MODES]
     if unknown:
         raise UserError(f"--modes {modes}: {unknown[0]!r} is not a mode; choose from {', '.join(MODES)}")
 
