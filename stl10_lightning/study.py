@@ -27,12 +27,11 @@ from stl10_lightning import settings
 from stl10_lightning.common.errors import OneLineArgumentParser, UserError
 from stl10_lightning.launch import startup
 from stl10_lightning.report.cli import report
-from stl10_lightning.settings.schema import own_settings
+from stl10_lightning.settings.schema import PSEUDO_MODES, own_settings
 from stl10_lightning.train import CONFIG_DIR
 
 ONLINE_RECIPE = "experiment=fixmatch_recipe"  # FixMatch's recipe at the study's budget (conf/experiment/)
 STAGE_ONLY = {"pseudo.": "stage=pseudo_label", "probe.": "stage=linear_probe"}  # keys only these stages have
-MODES = sorted(path.stem for path in (CONFIG_DIR / "pseudo").glob("*.yaml"))  # the group `pseudo`'s options
 
 
 def _applies(override: str, arguments: list[str]) -> bool:
@@ -106,9 +105,11 @@ def check_arguments(out: Path, ratios: str, modes: str, overrides: list[str]) ->
         raise UserError(
             f"{chosen}: the study runs each mode of --modes; give --modes {chosen.split('=', 1)[1]}"
         )
-    unknown = [mode for mode in modes.split(",") if mode not in MODES]
+    unknown = [mode for mode in modes.split(",") if mode not in PSEUDO_MODES]
     if unknown:
-        raise UserError(f"--modes {modes}: {unknown[0]!r} is not a mode; choose from {', '.join(MODES)}")
+        raise UserError(
+            f"--modes {modes}: {unknown[0]!r} is not a mode; choose from {', '.join(PSEUDO_MODES)}"
+        )
 
 
 def check_steps(study_steps: list[tuple[Path, list[str]]], overrides: list[str]) -> None:
