@@ -11,21 +11,38 @@ from stl10_lightning.data import stl10_binary
 from stl10_lightning.data.stl10_binary import IMAGE_BYTES, STL10Binary, to_upright
 
 
-def write_folder(root, images: np.ndarray, labels: np.ndarray):
-    """A one-split folder written byte by byte from the format's definition, not from our generator."""
+def write_folder(root, images: np.ndarray, labels: np.ndarray, manifest: dict | None = None):
+    """A one-split folder written byte by byte from the format's definition, not from our generator.
+
+    Without `manifest`, a synthetic.json gives the counts (96 px images); with it, a prepared folder's
+    manifest.json, to which the counts are added.
+    """
     folder = root / "stl10_binary"
     folder.mkdir(parents=True)
-    n = len(images)
-    raw = np.zeros(n * IMAGE_BYTES, dtype=np.uint8)
+    n, side = len(images), images.shape[-1]
+    raw = np.zeros(n * 3 * side * side, dtype=np.uint8)
     for i in range(n):
         for c in range(3):
-            for x in range(96):  # column-major: x (the column) runs slowest, y (the row) fastest
-                start = i * IMAGE_BYTES + c * 96 * 96 + x * 96
-                raw[start : start + 96] = images[i, c, :, x]
+            for x in range(side):  # column-major: x (the column) runs slowest, y (the row) fastest
+                start = (i * 3 + c) * side * side + x * side
+                raw[start : start + side] = images[i, c, :, x]
     raw.tofile(folder / "train_X.bin")
     labels.astype(np.uint8).tofile(folder / "train_y.bin")
-    (folder / "synthetic.json").write_text(json.dumps({"counts": {"train": n, "test": 0, "unlabeled": 0}}))
+    counts = {"train": n, "test": 0, "unlabeled": 0}
+    if manifest is None:
+        (folder / "synthetic.json").write_text(json.dumps({"counts": counts}))
+    else:
+        (folder / "manifest.json").write_text(json.dumps({**manifest, "counts": counts}))
     return folder
+
+
+PREPARED = {
+    "format": 1,
+    "image_size": 24,
+    "class_names": ["hot air balloon", "kite", "sail boat"],
+    "mean": [0.5, 0.4, 0.3],
+    "std": [0.2, 0.25, 0.3],
+}
 
 
 def test_known_pattern_comes_back_upright(tmp_path):
@@ -39,6 +56,53 @@ def test_known_pattern_comes_back_upright(tmp_path):
     assert images[0, 0, :10].min() == 255 and images[0, 0, 10:].max() == 0
     assert images[1, 1, :, :10].min() == 200 and images[1, 1, :, 10:].max() == 0
     assert binary.labels("train").tolist() == [0, 9]
+
+
+def test_prepared_folder_has_its_own_side_classes_and_statistics(tmp_path):
+    upright = np.zeros((3, 3, 24, 24), dtype=np.uint8)
+    upright[0, 2, :5, :] = 255  # blue band along the top
+    upright[2, 0, :, :7] = 90  # red band down the left side
+    write_folder(tmp_path, upright, np.array([3, 1, 2]), PREPARED)
+    binary = STL10Binary(tmp_path)
+    images = to_upright(binary.images("train")[:])
+    assert images.shape == (3, 3, 24, 24)
+    assert images[0, 2, :5].min() == 255 and images[0, 2, 5:].max() == 0
+    assert images[2, 0, :, :7].min() == 90 and images[2, 0, :, 7:].max() == 0
+    assert binary.labels("train").tolist() == [2, 0, 1]
+    assert binary.class_names() == ["hot air balloon", "kite", "sail boat"]
+    assert (binary.mean, binary.std) == (PREPARED["mean"], PREPARED["std"])
+    assert stl10_binary.settings_from_data(tmp_path) == {
+        "num_classes": 3,
+        "mean": [0.5, 0.4, 0.3],
+        "std": [0.2, 0.25, 0.3],
+    }
+    with pytest.raises(UserError, match=r"labels from 1 to 4, expected 1..3"):
+        (tmp_path / "stl10_binary" / "train_y.bin").write_bytes(bytes([1, 4, 2]))
+        binary.labels("train")
+    with pytest.raises(UserError, match=r"data.fold=0 picks one of STL-10's official folds.*data.fold=null"):
+        binary.fold(0)
+
+
+def test_without_a_manifest_the_stages_get_stl10s_settings(synthetic_root, tmp_path):
+    stl10 = {"num_classes": 10, "mean": list(stl10_binary.STL10_MEAN), "std": list(stl10_binary.STL10_STD)}
+    assert stl10_binary.settings_from_data(synthetic_root) == stl10
+    assert stl10_binary.settings_from_data(tmp_path / "not there yet") == stl10
+
+
+def test_a_broken_manifest_is_one_line(tmp_path):
+    write_folder(tmp_path, np.zeros((1, 3, 24, 24), np.uint8), np.array([1]), PREPARED)
+    (tmp_path / "stl10_binary" / "manifest.json").write_text('{"format": 1, "counts": {}}')
+    with pytest.raises(
+        UserError, match=r"manifest.json is not a manifest of format 1 \(missing \['image_size'"
+    ):
+        STL10Binary(tmp_path)
+
+
+def test_class_names_are_read_by_line(synthetic_root, tmp_path):
+    shutil.copytree(synthetic_root / "stl10_binary", tmp_path / "stl10_binary")
+    names = [f"class number {i}" for i in range(10)]
+    (tmp_path / "stl10_binary" / "class_names.txt").write_text("\n".join(names) + "\n\n")
+    assert STL10Binary(tmp_path).class_names() == names
 
 
 def test_images_and_labels_match_torchvision(synthetic_root):

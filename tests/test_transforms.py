@@ -5,6 +5,7 @@ from stl10_lightning.data.transforms import (
     STL10_STD,
     classification_train_transform,
     eval_transform,
+    to_float,
 )
 
 
@@ -41,3 +42,17 @@ def test_without_augmentation_train_equals_eval():
     images = batch_of_one_image(2)
     plain = classification_train_transform(32, crop_padding=0.0, flip=False, cutout=0.0)(images)
     assert torch.allclose(plain, eval_transform(32)(images))
+
+
+def test_any_stored_side_is_resized_and_the_given_statistics_normalize():
+    images = torch.full((2, 3, 40, 40), 255, dtype=torch.uint8)
+    out = eval_transform(32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0))(images)
+    assert out.shape == (2, 3, 32, 32)
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor([2.0, 1.0, 0.5]), atol=1e-5)
+
+
+def test_at_the_stored_side_nothing_is_resampled():
+    convert, resize = to_float(24)
+    images = convert(torch.randint(0, 256, (2, 3, 24, 24), dtype=torch.uint8))
+    assert resize(images) is images
+    assert resize(images[..., :20]).shape == (2, 3, 24, 24)

@@ -4,15 +4,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from stl10_lightning.data.stl10_binary import IMAGE_SHAPE, STL10Binary, to_upright
+from stl10_lightning.data.stl10_binary import STL10Binary, to_upright
 
 
 class MemmapImages(Dataset):
     """The images at `indices` of one split, with their labels (none for the unlabeled split).
 
     DataLoader calls `__getitems__` with a whole batch of indices; it returns the collated batch, uint8
-    images (B, 3, 96, 96) and int64 labels, so use it with `collate_fn=keep_batch`. The memory map is
-    opened lazily in each process and never pickled, so spawned workers do not copy the file.
+    images (B, 3, S, S) at the folder's side S and int64 labels, so use it with `collate_fn=keep_batch`.
+    The memory map is opened lazily in each process and never pickled, so spawned workers do not copy
+    the file.
     """
 
     def __init__(
@@ -59,7 +60,7 @@ class ConcatImages(Dataset):
     def __getitems__(self, positions: list[int]):
         positions = np.asarray(positions)
         part_of = np.searchsorted(self.starts, positions, side="right") - 1
-        images = torch.empty((len(positions), *IMAGE_SHAPE), dtype=torch.uint8)
+        images = torch.empty((len(positions), *self.parts[0].binary.image_shape), dtype=torch.uint8)
         labels = torch.empty(len(positions), dtype=torch.int64)
         for number, part in enumerate(self.parts):
             rows = np.flatnonzero(part_of == number)

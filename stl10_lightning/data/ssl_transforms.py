@@ -10,9 +10,10 @@ import math
 import kornia.augmentation as K
 import torch
 from torch import nn
+from torchvision.transforms import v2
 
-from stl10_lightning.data.stl10_binary import IMAGE_SHAPE
-from stl10_lightning.data.transforms import normalize, to_float
+from stl10_lightning.data.stl10_binary import STL10_MEAN, STL10_STD
+from stl10_lightning.data.transforms import Channels, normalize
 
 # The side the paper's crops are resized to; its blur sigma is in pixels of that side.
 PAPER_SIDE = 224
@@ -39,7 +40,7 @@ def view(
 ) -> nn.Sequential:
     """One view's random steps on float images in [0, 1]; each sample draws its own parameters."""
     steps: list[nn.Module] = [
-        # Crops straight from the stored 96 px image into image_size, so small views are resized once.
+        # Crops straight from the stored image into image_size, so small views are resized once.
         # align_corners=False is torchvision's sampling grid.
         K.RandomResizedCrop((image_size, image_size), scale=crop_scale, align_corners=False),
         K.RandomHorizontalFlip(),
@@ -61,7 +62,7 @@ def view(
 
 
 class BarlowTwinsViews(nn.Module):
-    """uint8 (B, 3, 96, 96) -> two normalized float32 views (B, 3, image_size, image_size).
+    """uint8 (B, 3, S, S) -> two float32 views (B, 3, image_size, image_size), normalized by `mean`, `std`.
 
     `crop_scale` is the crop's share of the image area. The paper's (0.08, 1.0) at 224 px would leave
     crops of 27 px at 96 px; (0.2, 1.0) is the usual choice for STL-10. `blur_sigma_at_paper_side` is
@@ -74,13 +75,15 @@ class BarlowTwinsViews(nn.Module):
         image_size: int = 96,
         crop_scale: tuple[float, float] = (0.2, 1.0),
         blur_sigma_at_paper_side: tuple[float, float] = (0.1, 2.0),
+        mean: Channels = STL10_MEAN,
+        std: Channels = STL10_STD,
     ):
         super().__init__()
-        # At the stored size to_float only converts the dtype; the crop does all the resizing.
-        self.to_float = to_float(IMAGE_SHAPE[-1])
+        # Only the dtype changes at the stored side: the crop does all the resizing.
+        self.to_float = v2.ToDtype(torch.float32, scale=True)
         self.view1 = view(image_size, crop_scale, blur_sigma_at_paper_side, blur_p=1.0, solarize_p=0.0)
         self.view2 = view(image_size, crop_scale, blur_sigma_at_paper_side, blur_p=0.1, solarize_p=0.2)
-        self.normalize = normalize()
+        self.normalize = normalize(mean, std)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         images = self.to_float(images)

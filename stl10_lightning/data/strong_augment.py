@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
-from stl10_lightning.data.transforms import classification_train_transform
+from stl10_lightning.data.stl10_binary import STL10_MEAN, STL10_STD
+from stl10_lightning.data.transforms import Channels, classification_train_transform
 
 # FixMatch's magnitude ranges: an enhancement factor, and a shear factor that kornia takes as an angle.
 ENHANCE = (0.05, 0.95)
@@ -87,18 +88,28 @@ class PerSampleRandAugment(nn.Module):
         return out.clamp_(0.0, 1.0)
 
 
-def weak_transform(image_size: int) -> nn.Sequential:
-    """uint8 (B, 3, 96, 96) -> normalized float32 (B, 3, image_size, image_size): FixMatch's weak view."""
-    return classification_train_transform(image_size, **FIXMATCH_CROP_AND_FLIP)
+def weak_transform(image_size: int, mean: Channels = STL10_MEAN, std: Channels = STL10_STD) -> nn.Sequential:
+    """uint8 (B, 3, S, S) -> normalized float32 (B, 3, image_size, image_size): FixMatch's weak view."""
+    return classification_train_transform(image_size, **FIXMATCH_CROP_AND_FLIP, mean=mean, std=std)
 
 
-def strong_transform(image_size: int, num_ops: int = 2, cutout: float = 0.5) -> nn.Sequential:
-    """uint8 (B, 3, 96, 96) -> normalized float32 (B, 3, image_size, image_size): FixMatch's strong view.
+def strong_transform(
+    image_size: int,
+    num_ops: int = 2,
+    cutout: float = 0.5,
+    mean: Channels = STL10_MEAN,
+    std: Channels = STL10_STD,
+) -> nn.Sequential:
+    """uint8 (B, 3, S, S) -> normalized float32 (B, 3, image_size, image_size): FixMatch's strong view.
 
     The weak view's flip and pad-and-crop, then RandAugment (inserted just before normalization) and
     cutout. `cutout` is the erased square's side as a fraction of the image side.
     """
-    steps = list(classification_train_transform(image_size, **FIXMATCH_CROP_AND_FLIP, cutout=cutout))
+    steps = list(
+        classification_train_transform(
+            image_size, **FIXMATCH_CROP_AND_FLIP, cutout=cutout, mean=mean, std=std
+        )
+    )
     at = next(i for i, step in enumerate(steps) if isinstance(step, v2.Normalize))
     steps.insert(at, PerSampleRandAugment(num_ops))
     return nn.Sequential(*steps)

@@ -4,36 +4,47 @@ Deterministic steps (dtype, resize, normalize) come from torchvision's v2 transf
 from kornia, which draws parameters per sample (torchvision's v2 draws one set per batch).
 """
 
+from collections.abc import Sequence
+
 import kornia.augmentation as K
 import torch
 from torch import nn
 from torchvision.transforms import v2
 
-# The per-channel mean and std of STL-10 in common use (from its training images), in [0, 1].
-STL10_MEAN = (0.4467, 0.4398, 0.4066)
-STL10_STD = (0.2603, 0.2566, 0.2713)
+from stl10_lightning.data.stl10_binary import STL10_MEAN, STL10_STD
+
+# Per-channel values in [0, 1], one per RGB channel: the data's (a prepared folder's manifest) or STL-10's.
+Channels = Sequence[float]
 
 
 def to_float(image_size: int) -> nn.Sequential:
-    """uint8 (B, 3, 96, 96) -> float (B, 3, image_size, image_size) in [0, 1]."""
-    steps = [v2.ToDtype(torch.float32, scale=True)]
-    if image_size != 96:
-        steps.append(v2.Resize((image_size, image_size), antialias=True))
-    return nn.Sequential(*steps)
+    """uint8 (B, 3, S, S) at any stored side S -> float (B, 3, image_size, image_size) in [0, 1].
+
+    torchvision's Resize hands back a batch that already has the size untouched, so at the stored side
+    this only converts.
+    """
+    return nn.Sequential(
+        v2.ToDtype(torch.float32, scale=True), v2.Resize((image_size, image_size), antialias=True)
+    )
 
 
-def normalize() -> nn.Module:
-    return v2.Normalize(STL10_MEAN, STL10_STD)
+def normalize(mean: Channels = STL10_MEAN, std: Channels = STL10_STD) -> nn.Module:
+    return v2.Normalize(list(mean), list(std))
 
 
-def eval_transform(image_size: int) -> nn.Sequential:
-    return nn.Sequential(to_float(image_size), normalize())
+def eval_transform(image_size: int, mean: Channels = STL10_MEAN, std: Channels = STL10_STD) -> nn.Sequential:
+    return nn.Sequential(to_float(image_size), normalize(mean, std))
 
 
 def classification_train_transform(
-    image_size: int, crop_padding: float = 0.125, flip: bool = True, cutout: float = 0.0
+    image_size: int,
+    crop_padding: float = 0.125,
+    flip: bool = True,
+    cutout: float = 0.0,
+    mean: Channels = STL10_MEAN,
+    std: Channels = STL10_STD,
 ) -> nn.Sequential:
-    """Pad-and-crop, flip and cutout, each random per sample.
+    """Pad-and-crop, flip and cutout, each random per sample; `mean` and `std` normalize.
 
     `crop_padding` and `cutout` are fractions of the image side, so one config serves every image size:
     at 96 px, 0.125 pads 12 px and a cutout of 1/3 erases a 32x32 square (the Cutout paper's STL-10 size).
@@ -45,7 +56,7 @@ def classification_train_transform(
         steps.append(K.RandomCrop((image_size, image_size), padding=padding, padding_mode="reflect"))
     if flip:
         steps.append(K.RandomHorizontalFlip())
-    steps.append(normalize())
+    steps.append(normalize(mean, std))
     if cutout:
         area = cutout**2
         steps.append(K.RandomErasing(scale=(area, area), ratio=(1.0, 1.0), value=0.0, p=1.0))
