@@ -25,6 +25,7 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 from stl10_lightning import settings
 from stl10_lightning.common import atomic
 from stl10_lightning.common.errors import UserError, user_error_behind
+from stl10_lightning.data.stl10_binary import settings_from_data
 from stl10_lightning.launch import startup
 from stl10_lightning.launch.compared_settings import compared_settings
 from stl10_lightning.launch.ddp import other_ranks_join_this_run
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
 
 OmegaConf.register_new_resolver("run_folder_for", run_folder.run_folder_for, replace=True)  # conf/train.yaml
+# conf/stage/: model.num_classes, mean and std from the data, so config.yaml records what ran.
+OmegaConf.register_new_resolver("from_data", lambda root, key: settings_from_data(root)[key], replace=True)
 settings.register()  # the schema that conf/ files name in their defaults lists
 
 

@@ -3,6 +3,7 @@ hyperparameters as before (resume checks compare their names)."""
 
 import pytest
 
+from stl10_lightning.data.stl10_binary import STL10_MEAN, STL10_STD
 from stl10_lightning.models import TinyNet
 from stl10_lightning.models.backbone_file import save_backbone
 from stl10_lightning.stages import (
@@ -16,7 +17,7 @@ TINY = {"_target_": "stl10_lightning.models.TinyNet", "width": 32}
 SGD = {"_target_": "torch.optim.SGD", "lr": 0.1}
 SHARED = {
     "backbone", "optimizer", "num_classes", "image_size", "schedule", "warmup_epochs", "label_smoothing",
-    "augment", "ema",
+    "augment", "ema", "mean", "std",
 }  # fmt: skip
 AUGMENT = {"crop_padding": 0.125, "flip": True, "cutout": 0.33}
 
@@ -65,7 +66,7 @@ def test_each_subclass_passes_the_shared_settings_by_name(base_arguments, backbo
     # the probe fixes label smoothing at 0 and keeps no weight average
     assert probe[1] == {
         "backbone": TINY, "optimizer": SGD, "num_classes": 3, "image_size": 96, "schedule": "cosine",
-        "warmup_epochs": 0, "label_smoothing": 0.0, "augment": None,
+        "warmup_epochs": 0, "label_smoothing": 0.0, "augment": None, "mean": STL10_MEAN, "std": STL10_STD,
     }  # fmt: skip
 
 

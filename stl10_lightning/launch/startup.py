@@ -91,6 +91,11 @@ def check_data(datamodule: STL10DataModule) -> None:
     data = datamodule.hparams
     if data.train_on != "labeled" or data.unlabeled_ratio is not None or data.unlabeled_count is not None:
         datamodule.unlabeled_set()
+    if data.train_on == "unlabeled" and len(datamodule.splits["unlabeled"]) == 0:
+        raise UserError(
+            f"data.train_on=unlabeled, but {datamodule.root} has no unlabeled images; use "
+            "data.train_on=train+unlabeled, or prepare the data with an unlabeled folder"
+        )
     empty = [name for name in ("train", "val", "test") if len(datamodule.splits[name]) == 0]
     if empty:
         raise UserError(f"the {empty[0]} split of {datamodule.root} has no images; a run needs all three")

@@ -42,8 +42,7 @@ def above(minimum: float, default: Any = MISSING, why: str = ""):
     return _setting(default, f"> {_show(minimum)}", lambda v: _number(v) and v > minimum, why)
 
 
-def within(low: float, high: float, default: Any = MISSING, why: str = "", closed: str = "[)"):
-    """A number between low and high; `closed` says which ends are included, as in interval notation."""
+def _between(low: float, high: float, closed: str) -> Callable[[Any], bool]:
     left, right = closed
 
     def check(value: Any) -> bool:
@@ -53,7 +52,25 @@ def within(low: float, high: float, default: Any = MISSING, why: str = "", close
         below_high = value <= high if right == "]" else value < high
         return above_low and below_high
 
-    return _setting(default, f"in {left}{_show(low)}, {_show(high)}{right}", check, why)
+    return check
+
+
+def within(low: float, high: float, default: Any = MISSING, why: str = "", closed: str = "[)"):
+    """A number between low and high; `closed` says which ends are included, as in interval notation."""
+    interval = f"{closed[0]}{_show(low)}, {_show(high)}{closed[1]}"
+    return _setting(default, f"in {interval}", _between(low, high, closed), why)
+
+
+def per_channel(low: float, high: float, why: str = "", closed: str = "[]"):
+    """Three numbers, one per RGB channel, each between low and high."""
+    each = _between(low, high, closed)
+    interval = f"{closed[0]}{_show(low)}, {_show(high)}{closed[1]}"
+    return _setting(
+        MISSING,
+        f"a list of 3 numbers (red, green, blue), each in {interval}",
+        lambda v: isinstance(v, list) and len(v) == 3 and all(each(item) for item in v),
+        why,
+    )
 
 
 def one_of(choices: Sequence, default: Any = MISSING, why: str = ""):

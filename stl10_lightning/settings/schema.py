@@ -14,7 +14,15 @@ from omegaconf import MISSING
 from stl10_lightning.data.datamodule import TRAIN_ON
 from stl10_lightning.models.torchvision_resnet import STEMS
 from stl10_lightning.optim.build import SCHEDULES
-from stl10_lightning.settings.ranges import above, at_least, devices, each_at_least, one_of, within
+from stl10_lightning.settings.ranges import (
+    above,
+    at_least,
+    devices,
+    each_at_least,
+    one_of,
+    per_channel,
+    within,
+)
 
 # Lightning's accepted `precision` and `accelerator` values (its own check comes later and says less).
 PRECISIONS = (
@@ -178,6 +186,8 @@ class StageModel:
     image_size: int = at_least(1)
     schedule: str = one_of(SCHEDULES)
     warmup_epochs: float = at_least(0, why="linear warm-up before the cosine decay")
+    mean: list[float] = per_channel(0, 1, why="the data's per-channel mean, which normalization subtracts")
+    std: list[float] = per_channel(0, 1, closed="(]", why="the data's per-channel std, which it divides by")
 
 
 @dataclass

@@ -17,7 +17,8 @@ from torchmetrics.utilities.distributed import gather_all_tensors
 
 from stl10_lightning.common.errors import UserError
 from stl10_lightning.data.ssl_transforms import BarlowTwinsViews
-from stl10_lightning.data.transforms import eval_transform
+from stl10_lightning.data.stl10_binary import STL10_MEAN, STL10_STD
+from stl10_lightning.data.transforms import Channels, eval_transform
 from stl10_lightning.losses import BarlowTwinsLoss
 from stl10_lightning.models.backbone_file import save_backbone
 from stl10_lightning.monitoring.embeddings import log_embeddings
@@ -67,6 +68,8 @@ class BarlowTwinsModule(pl.LightningModule):
         knn_k: tuple[int, ...] = (200, 20),
         knn_temperature: float = 0.07,
         embedding_points: int = 500,
+        mean: Channels = STL10_MEAN,
+        std: Channels = STL10_STD,
     ):
         super().__init__()
         check_schedule(schedule)
@@ -74,8 +77,8 @@ class BarlowTwinsModule(pl.LightningModule):
         self.backbone = instantiate(backbone)
         self.projector = build_projector(self.backbone.feature_dim, projector)
         self.criterion = BarlowTwinsLoss(lambd)
-        self.views = BarlowTwinsViews(image_size, **(augment or {}))
-        self.eval_transform = eval_transform(image_size)
+        self.views = BarlowTwinsViews(image_size, **(augment or {}), mean=mean, std=std)
+        self.eval_transform = eval_transform(image_size, mean, std)
         # The online probe sees detached features only: it measures the backbone and never trains it.
         self.probe = nn.Linear(self.backbone.feature_dim, num_classes)
         self.probe_train_acc = MulticlassAccuracy(num_classes, average="micro")

@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from stl10_lightning.data.stl10_binary import STL10_MEAN, STL10_STD
+from stl10_lightning.data.transforms import Channels
 from stl10_lightning.models.backbone_file import load_backbone
 from stl10_lightning.monitoring.frozen_features import frozen_features
 from stl10_lightning.optim.build import build_optimizer, global_batch, with_schedule
@@ -38,6 +40,8 @@ class LinearProbe(SupervisedResNet):
         warmup_epochs: float = 0,
         augment: dict | None = None,
         cache_features: bool = True,
+        mean: Channels = STL10_MEAN,
+        std: Channels = STL10_STD,
     ):
         # Every setting by name, none by `**shared`: the probe takes no label smoothing and no weight average.
         super().__init__(
@@ -49,6 +53,8 @@ class LinearProbe(SupervisedResNet):
             warmup_epochs=warmup_epochs,
             label_smoothing=0.0,
             augment=augment,
+            mean=mean,
+            std=std,
         )
         if source is None:
             source = newest_finished_run("barlow_twins", needs="backbone.pt")

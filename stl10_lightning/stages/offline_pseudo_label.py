@@ -72,6 +72,12 @@ class OfflinePseudoLabelModule(SupervisedResNet):
     def _load_teacher(self, source) -> Teacher:
         teacher = load_teacher(source)
         self.hparams.teacher = str(teacher.path)
+        classes = teacher.settings.get("num_classes", 10)
+        if classes != self.hparams.num_classes:
+            raise UserError(
+                f"the teacher {teacher.path} predicts {classes} classes, but this run's data has "
+                f"{self.hparams.num_classes}; give a teacher trained on the same data (data.root)"
+            )
         if self.hparams.threshold > teacher.max_confidence():
             raise UserError(
                 f"the teacher {teacher.path} was trained with label smoothing "

@@ -8,7 +8,8 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from stl10_lightning.data.transforms import classification_train_transform, eval_transform
+from stl10_lightning.data.stl10_binary import STL10_MEAN, STL10_STD
+from stl10_lightning.data.transforms import Channels, classification_train_transform, eval_transform
 from stl10_lightning.monitoring.classification_metrics import (
     classification_metrics,
     log_classification,
@@ -36,7 +37,8 @@ class SupervisedResNet(pl.LightningModule):
     threshold and makes a poor teacher: smoothing stays off by default.
 
     `ema` (a decay such as 0.999) keeps an exponential moving average of the weights, which validation,
-    test and a later teacher use; see `optim/ema.py`.
+    test and a later teacher use; see `optim/ema.py`. `mean` and `std` normalize the images: the data's
+    (conf/stage/ fills them, and num_classes, from a prepared folder's manifest), STL-10's by default.
     """
 
     def __init__(
@@ -50,6 +52,8 @@ class SupervisedResNet(pl.LightningModule):
         label_smoothing: float = 0.0,
         augment: dict | None = None,
         ema: float | None = None,
+        mean: Channels = STL10_MEAN,
+        std: Channels = STL10_STD,
     ):
         super().__init__()
         check_schedule(schedule)
@@ -57,8 +61,10 @@ class SupervisedResNet(pl.LightningModule):
         self.save_hyperparameters(logger=False)  # train.py logs the whole config with the final metrics
         self.backbone = instantiate(backbone)
         self.head = nn.Linear(self.backbone.feature_dim, num_classes)
-        self.train_transform = classification_train_transform(image_size, **(augment or {}))
-        self.eval_transform = eval_transform(image_size)
+        self.train_transform = classification_train_transform(
+            image_size, **(augment or {}), mean=mean, std=std
+        )
+        self.eval_transform = eval_transform(image_size, mean, std)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_metrics = classification_metrics(num_classes)
@@ -118,6 +124,10 @@ class SupervisedResNet(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         remember_schedule_length(self, checkpoint)
+        # The class names travel with the weights: stl10-predict labels its rows with them.
+        names = getattr(self.trainer.datamodule, "class_names", None)
+        if names:
+            checkpoint["class_names"] = list(names)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         check_schedule_length(self, checkpoint, self.hparams.schedule)

@@ -10,20 +10,29 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from stl10_lightning.common.errors import UserError
-from stl10_lightning.data.transforms import eval_transform
+from stl10_lightning.data.stl10_binary import STL10_MEAN, STL10_STD
+from stl10_lightning.data.transforms import Channels, eval_transform
 from stl10_lightning.models.backbone_file import AVERAGED_PREFIX, check_buildable, resolve
 
 
 class Classifier(nn.Module):
     """Backbone and linear head, named as in the stages' checkpoints."""
 
-    def __init__(self, backbone: dict, num_classes: int, image_size: int, feature_norm: bool = False):
+    def __init__(
+        self,
+        backbone: dict,
+        num_classes: int,
+        image_size: int,
+        feature_norm: bool = False,
+        mean: Channels = STL10_MEAN,
+        std: Channels = STL10_STD,
+    ):
         super().__init__()
         self.backbone = instantiate(backbone)
         dim = self.backbone.feature_dim
         self.feature_norm = nn.BatchNorm1d(dim, affine=False) if feature_norm else nn.Identity()  # probes
         self.head = nn.Linear(dim, num_classes)
-        self.transform = eval_transform(image_size)
+        self.transform = eval_transform(image_size, mean, std)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.feature_norm(self.backbone(self.transform(images))))
@@ -68,6 +77,8 @@ def load_teacher(source: str | Path) -> Teacher:
         settings.get("num_classes", 10),
         settings.get("image_size", 96),
         feature_norm="feature_norm.running_mean" in weights,
+        mean=settings.get("mean", STL10_MEAN),  # runs from before the statistics were settings: STL-10's
+        std=settings.get("std", STL10_STD),
     )
     # A run with model.ema was validated and tested with its averaged weights: the teacher uses those.
     prefix = AVERAGED_PREFIX if f"{AVERAGED_PREFIX}head.weight" in weights else ""
