@@ -103,8 +103,9 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         if init_backbone is not None:
             # The average's first update copies the weights, so it starts from these too.
             self.hparams.init_backbone = str(load_backbone(self.backbone, backbone, init_backbone))
-        self.weak_transform = weak_transform(image_size)
-        self.strong_transform = strong_transform(image_size, num_ops=strong_ops, cutout=strong_cutout)
+        statistics = {"mean": self.hparams.mean, "std": self.hparams.std}  # the data's, as the labeled view's
+        self.weak_transform = weak_transform(image_size, **statistics)
+        self.strong_transform = strong_transform(image_size, strong_ops, strong_cutout, **statistics)
         # The epoch's statistics; Lightning syncs them over processes and resets them (see _log_step).
         # nan_strategy="disable": no value is ever NaN, and the check would make every step wait for the GPU.
         self.mask_rate = MeanMetric(nan_strategy="disable")
