@@ -3,8 +3,10 @@ from pathlib import Path
 import pytest
 
 from stl10_lightning.data import synthetic
+from stl10_lightning.data.prepare import prepare
 from stl10_lightning.train import train
 from tests.helpers import PRETRAIN, PRETRAIN_EPOCHS, SYNTHETIC, compose_tiny
+from tests.image_tree import write_image_tree
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +48,17 @@ def finished_run(synthetic_root, tmp_path_factory):
         "model.warmup_epochs=1",
     )
     return run_dir, train(cfg)
+
+
+@pytest.fixture(scope="session")
+def image_tree(tmp_path_factory) -> Path:
+    """Image folders as users have them (tests/image_tree.py): 3 classes, one corrupt file."""
+    return write_image_tree(tmp_path_factory.mktemp("images") / "src")
+
+
+@pytest.fixture(scope="session")
+def prepared_root(image_tree, tmp_path_factory) -> Path:
+    """`image_tree` through stl10-prepare at 40 px (not STL-10's 96), decoded by 2 worker processes."""
+    out = tmp_path_factory.mktemp("prepared") / "out"
+    prepare(out, image_tree, size=40, workers=2)
+    return out

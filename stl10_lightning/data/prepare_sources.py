@@ -1,0 +1,183 @@
+"""What stl10-prepare converts: a tree of image folders, or a dataset torchvision reads from a local root.
+
+SRC/train/<class>/...      labeled images, one folder per class (the folder name is the class name)
+SRC/test/<class>/...       optional; without it a stratified, seeded share of train becomes the test set
+SRC/unlabeled/...          optional, at any depth
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stl10_lightning.common.errors import UserError
+from stl10_lightning.data.image_files import image_files
+from stl10_lightning.data.splits import stratified_split
+
+MAX_CLASSES = 255  # labels are stored as one byte, 1-based
+TORCHVISION = ("cifar10", "cifar100", "stl10")
+
+
+@dataclass
+class Split:
+    """File paths to decode, or (N, H, W, 3) uint8 images torchvision already decoded, with 0-based labels
+    (None: unlabeled)."""
+
+    items: list[str] | np.ndarray
+    labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def take(self, positions: np.ndarray, keep_labels: bool = True) -> "Split":
+        items = (
+            self.items[positions]
+            if isinstance(self.items, np.ndarray)
+            else [self.items[i] for i in positions]
+        )
+        labels = self.labels[positions] if keep_labels and self.labels is not None else None
+        return Split(items, labels)
+
+    def name(self, position: int, split: str) -> str:
+        """How skipped.txt and error messages name one image."""
+        return self.items[position] if isinstance(self.items, list) else f"{split}[{position}]"
+
+
+@dataclass
+class Source:
+    description: str  # the manifest's "source"
+    class_names: list[str]
+    splits: dict[str, Split]  # train, test, unlabeled
+    test_split: str  # how the test split was made, for the manifest
+    side: int | None = None  # a torchvision dataset's own side: the default --size
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of what was not read
+
+
+def _class_folders(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
+
+
+def _labeled(folder: Path, names: list[str], index: dict[str, int]) -> Split:
+    files, labels = [], []
+    for name in names:
+        found = image_files(folder / name)
+        if not found:
+            raise UserError(f"{folder / name} is an empty class folder; add its images or remove the folder")
+        files += [str(path) for path in found]
+        labels += [index[name]] * len(found)
+    return Split(files, np.array(labels, dtype=np.int64))
+
+
+def _carve_test(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    count = round(fraction * len(train))
+    if not 1 <= count < len(train):
+        raise UserError(
+            f"--test-fraction {fraction:g} of {len(train)} labeled images gives {count} test images; give a "
+            "fraction that leaves some for both train and test, or a test/ folder"
+        )
+    kept, test = stratified_split(train.labels, count, seed)
+    return train.take(kept), train.take(test)
+
+
+def from_folders(src: Path, test_fraction: float, seed: int) -> Source:
+    train_folder = src / "train"
+    if not train_folder.is_dir():
+        raise UserError(
+            f"{train_folder} is missing: the labeled images go in {train_folder}/<class>/ (one folder per "
+            "class), with optional test/<class>/ and unlabeled/ beside it"
+        )
+    names = _class_folders(train_folder)
+    if len(names) < 2:
+        raise UserError(
+            f"{train_folder} has {len(names)} class folder(s); a classifier needs at least 2 classes"
+        )
+    if len(names) > MAX_CLASSES:
+        raise UserError(f"{train_folder} has {len(names)} class folders; at most {MAX_CLASSES} are supported")
+    index = {name: number for number, name in enumerate(names)}
+    train = _labeled(train_folder, names, index)
+    test_folder = src / "test"
+    if test_folder.is_dir():
+        test_names = _class_folders(test_folder)
+        unknown = [name for name in test_names if name not in index]
+        if unknown:
+            raise UserError(
+                f"{test_folder / unknown[0]} is a class that {train_folder} does not have; every test class "
+                "needs train images (rename the folder to a train class, or remove it)"
+            )
+        test, how = _labeled(test_folder, test_names, index), f"the images of {test_folder}"
+    else:
+        train, test = _carve_test(train, test_fraction, seed)
+        how = f"a stratified {test_fraction:.0%} of {train_folder} (seed {seed}): {src} has no test folder"
+    unlabeled_folder = src / "unlabeled"
+    unlabeled = [str(path) for path in image_files(unlabeled_folder)] if unlabeled_folder.is_dir() else []
+    return Source(
+        description=f"image folders in {src}",
+        class_names=names,
+        splits={"train": train, "test": test, "unlabeled": Split(unlabeled)},
+        test_split=how,
+        ignored=_not_read(src, train_folder),
+    )
+
+
+def _not_read(src: Path, train_folder: Path) -> list[tuple[str, str]]:
+    """What the tree holds beside the layout: listed with the skipped files, so that nothing goes unsaid."""
+    beside = [
+        (path, "outside train/, test/ and unlabeled/, so not read")
+        for path in sorted(src.iterdir())
+        if path.name not in ("train", "test", "unlabeled")
+    ]
+    loose = [(path, "not in a class folder") for path in sorted(train_folder.iterdir()) if path.is_file()]
+    return [(str(path), why) for path, why in beside + loose if not path.name.startswith(".")]
+
+
+def from_torchvision(name: str, root: Path) -> Source:
+    """CIFAR-10, CIFAR-100 or STL-10 as torchvision reads them from `root` (never downloaded, md5-checked)."""
+    from torchvision import datasets
+
+    try:
+        if name == "stl10":
+            parts = {split: datasets.STL10(root, split=split) for split in ("train", "test", "unlabeled")}
+            splits = {
+                split: Split(
+                    part.data.transpose(0, 2, 3, 1),  # torchvision holds STL-10 as (N, 3, H, W)
+                    None if split == "unlabeled" else part.labels.astype(np.int64),
+                )
+                for split, part in parts.items()
+            }
+            classes, side = parts["train"].classes, 96
+        else:
+            kind = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+            train, test = kind(root, train=True), kind(root, train=False)
+            splits = {
+                "train": Split(train.data, np.array(train.targets, dtype=np.int64)),
+                "test": Split(test.data, np.array(test.targets, dtype=np.int64)),
+                "unlabeled": Split(np.zeros((0, 32, 32, 3), dtype=np.uint8)),
+            }
+            classes, side = train.classes, 32
+    except RuntimeError as err:  # torchvision's "Dataset not found or corrupted"
+        raise UserError(
+            f"--from {name}: torchvision cannot read it from --root {root} ({err}); give the folder that "
+            "holds the extracted download"
+        ) from err
+    return Source(f"torchvision {name} in {root}", list(classes), splits, f"{name}'s own test set", side)
+
+
+def move_to_unlabeled(source: Source, fraction: float, seed: int) -> None:
+    """Move a stratified, seeded `fraction` of the labeled train images into unlabeled, without labels:
+    a dataset that has no unlabeled images of its own (CIFAR) then serves the semi-supervised stages."""
+    train = source.splits["train"]
+    count = round(fraction * len(train))
+    if not 1 <= count < len(train):
+        raise UserError(
+            f"--unlabeled-fraction {fraction:g} of {len(train)} labeled images moves {count}; give a "
+            "fraction that leaves some labeled images and moves at least one"
+        )
+    kept, moved = stratified_split(train.labels, count, seed)
+    unlabeled = source.splits["unlabeled"]
+    extra = train.take(moved, keep_labels=False)
+    items = (
+        np.concatenate([unlabeled.items, extra.items])
+        if isinstance(unlabeled.items, np.ndarray)
+        else [*unlabeled.items, *extra.items]
+    )
+    source.splits["train"], source.splits["unlabeled"] = train.take(kept), Split(items)

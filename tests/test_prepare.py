@@ -1,0 +1,190 @@
+"""stl10-prepare: image folders and torchvision datasets into the layout every stage reads, and every
+refusal in one line."""
+
+import json
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stl10_lightning.data import prepare
+from stl10_lightning.data.image_files import decode
+from stl10_lightning.data.stl10_binary import STL10Binary, to_upright
+from tests.helpers import assert_one_line_error
+from tests.image_tree import CLASSES, write_image_tree
+
+
+def test_the_tree_becomes_the_layout_with_its_classes_statistics_and_skipped_file(prepared_root):
+    manifest = json.loads((prepared_root / "stl10_binary" / "manifest.json").read_text())
+    assert manifest["counts"] == {"train": 36, "test": 12, "unlabeled": 24}  # the corrupt file left out
+    assert manifest["class_names"] == list(CLASSES) and manifest["image_size"] == 40
+    assert manifest["format"] == 1 and manifest["tool"].startswith("stl10-lightning ")
+    assert manifest["skipped"] == 1 and manifest["test_split"].startswith("the images of ")
+    skipped = (prepared_root / "skipped.txt").read_text().splitlines()
+    assert skipped[0].split("\t")[0].endswith("train/circle/broken.jpg") and skipped[-1] == "1 skipped"
+    binary = STL10Binary(prepared_root)
+    assert np.bincount(binary.labels("train")).tolist() == [12, 12, 12]
+    assert binary.class_names() == list(CLASSES)
+    train = to_upright(binary.images("train")[:]).double() / 255
+    assert train.shape == (36, 3, 40, 40)
+    assert manifest["mean"] == pytest.approx(train.mean(dim=(0, 2, 3)).tolist(), abs=1e-4)
+    assert manifest["std"] == pytest.approx(train.std(dim=(0, 2, 3), correction=0).tolist(), abs=1e-4)
+    assert not list(prepared_root.parent.glob("*.partial-*"))
+
+
+def test_images_come_out_upright_square_and_rgb(tmp_path):
+    wide = np.zeros((30, 60, 3), dtype=np.uint8)
+    wide[:, :30] = (255, 0, 0)  # left half red
+    wide[:, 30:] = (0, 0, 255)  # right half blue
+    wide[:5] = (0, 255, 0)  # green band along the top
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    image = decode(tmp_path / "wide.png", 20)
+    assert image.shape == (3, 20, 20)  # the centre 30x30, resized
+    assert image[:, 10, 2].tolist() == [255, 0, 0] and image[:, 10, 17].tolist() == [0, 0, 255]
+    assert image[1, 0].min() > 200 and image[1, 19].max() < 50
+
+    transparent = np.zeros((8, 8, 4), dtype=np.uint8)
+    transparent[:, :4] = (10, 20, 30, 255)  # the right half is transparent black
+    Image.fromarray(transparent, mode="RGBA").save(tmp_path / "alpha.png")
+    assert decode(tmp_path / "alpha.png", 8)[:, 0, 7].tolist() == [255, 255, 255]  # laid on white
+
+    Image.fromarray(np.full((8, 8), 40000, dtype=np.uint16)).save(tmp_path / "sixteen.png")
+    assert decode(tmp_path / "sixteen.png", 8)[:, 0, 0].tolist() == [156, 156, 156]  # 40000 / 257, not 255
+
+    tall = np.zeros((4, 8, 3), dtype=np.uint8)
+    tall[:, :4] = 255  # white on the left before the EXIF rotation by 90 degrees clockwise
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(tall).save(tmp_path / "rotated.jpg", exif=exif, quality=100)
+    assert decode(tmp_path / "rotated.jpg", 4)[0, 0].mean() > 200  # now white on top, as displayed
+
+
+def test_without_a_test_folder_a_stratified_seeded_share_is_carved_out(image_tree, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(image_tree / "train", src / "train")
+    out = tmp_path / "out"
+    manifest = prepare.prepare(out, src, size=16, test_fraction=0.25, seed=3)
+    assert manifest["counts"]["train"] + manifest["counts"]["test"] == 36
+    assert manifest["test_split"].startswith("a stratified 25% of ") and "(seed 3)" in manifest["test_split"]
+    assert np.bincount(STL10Binary(out).labels("test")).min() >= 2  # every class in the test set
+    assert manifest["counts"]["unlabeled"] == 0 and (out / "stl10_binary" / "unlabeled_X.bin").is_file()
+
+
+def small_tree(root):
+    return write_image_tree(root / "src", train_per_class=2, test_per_class=1, unlabeled=2)
+
+
+def _empty_class(src):
+    (src / "train" / "kite").mkdir()
+
+
+def _test_class_not_in_train(src):
+    shutil.copytree(src / "test" / "square", src / "test" / "kite")
+
+
+def _one_class(src):
+    for name in CLASSES[1:]:
+        shutil.rmtree(src / "train" / name)
+    shutil.rmtree(src / "test")
+
+
+REFUSALS = {
+    "out exists": ([], lambda src: (src.parent / "out").mkdir(), r"out already exists"),
+    "no train folder": ([], lambda src: shutil.rmtree(src / "train"), r"src/train is missing"),
+    "empty class folder": ([], _empty_class, r"train/kite is an empty class folder"),
+    "test class not in train": ([], _test_class_not_in_train, r"test/kite is a class that .* does not have"),
+    "one class": ([], _one_class, r"has 1 class folder\(s\); a classifier needs at least 2"),
+    "strict": (["--strict"], lambda src: None, r"broken.jpg cannot be read \(.*\); without --strict"),
+    "size too small": (["--size", "4"], lambda src: None, r"--size 4: give an image side from 8 to 1024"),
+    "size not a number": (["--size", "big"], lambda src: None, r"argument --size: invalid int value"),
+    "unknown dataset": (["--from", "mnist"], lambda src: None, r"argument --from: invalid choice: 'mnist'"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=list(REFUSALS))
+def test_each_refusal_is_one_line_and_leaves_no_output(tmp_path, capsys, case):
+    options, spoil, message = REFUSALS[case]
+    src = small_tree(tmp_path)
+    spoil(src)
+    existed = (tmp_path / "out").exists()
+    with pytest.raises(SystemExit) as stopped:
+        prepare.main([str(src), str(tmp_path / "out"), "--workers", "0", *options])
+    assert stopped.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, message)
+    assert (tmp_path / "out").exists() == existed and not list(tmp_path.glob("out.partial-*"))
+
+
+def test_an_interrupted_conversion_leaves_nothing(tmp_path, capsys, monkeypatch):
+    src = small_tree(tmp_path)
+    write = prepare.write_split
+
+    def interrupted_at_test(folder, name, *args, **kwargs):
+        if name == "test":
+            raise KeyboardInterrupt
+        return write(folder, name, *args, **kwargs)
+
+    monkeypatch.setattr(prepare, "write_split", interrupted_at_test)
+    with pytest.raises(SystemExit) as stopped:
+        prepare.main([str(src), str(tmp_path / "out"), "--workers", "0"])
+    assert stopped.value.code == 130 and "was not written" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["src"]
+
+
+def write_cifar10(root, per_batch: int = 6, test: int = 8) -> np.ndarray:
+    """cifar-10-batches-py as the official download lays it out: pickled dicts of rows of 3x32x32
+    (channel planes, each row-major). Returns every train image, (N, 3, 32, 32), in file order."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    batches = {f"data_batch_{i}": per_batch for i in range(1, 6)} | {"test_batch": test}
+    train, written = [], 0
+    for name, count in batches.items():
+        data = rng.integers(0, 256, size=(count, 3 * 32 * 32), dtype=np.uint8)
+        labels = [(written + number) % 10 for number in range(count)]  # every class, 3 times in train
+        written += count
+        with (folder / name).open("wb") as f:
+            pickle.dump({"data": data, "labels": labels}, f)
+        if name != "test_batch":
+            train.append(data.reshape(-1, 3, 32, 32))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    with (folder / "batches.meta").open("wb") as f:
+        pickle.dump({"label_names": names}, f)
+    return np.concatenate(train)
+
+
+def test_from_cifar10_keeps_its_pixels_side_classes_and_test_set(tmp_path, capsys, monkeypatch):
+    expected = write_cifar10(tmp_path / "cifar")
+    # torchvision checks each file's md5 against the real download's, which files written here cannot
+    # match: the check only sees that the files are there.
+    monkeypatch.setattr(
+        "torchvision.datasets.cifar.check_integrity", lambda path, md5=None: os.path.isfile(path)
+    )
+    out = tmp_path / "out"
+    prepare.main([str(out), "--from", "cifar10", "--root", str(tmp_path / "cifar"), "--workers", "0"])
+    assert "prepared" in capsys.readouterr().out
+    manifest = json.loads((out / "stl10_binary" / "manifest.json").read_text())
+    assert manifest["counts"] == {"train": 30, "test": 8, "unlabeled": 0} and manifest["image_size"] == 32
+    assert manifest["class_names"][:2] == ["airplane", "automobile"] and len(manifest["class_names"]) == 10
+    assert manifest["test_split"] == "cifar10's own test set"
+    binary = STL10Binary(out)
+    assert np.array_equal(to_upright(binary.images("train")[:]).numpy(), expected)
+
+    shares = tmp_path / "shares"
+    prepare.main(
+        [str(shares), "--from", "cifar10", "--root", str(tmp_path / "cifar"), "--unlabeled-fraction", "0.5"]
+    )
+    counts = json.loads((shares / "stl10_binary" / "manifest.json").read_text())["counts"]
+    assert counts == {"train": 15, "test": 8, "unlabeled": 15}
+
+
+def test_without_the_md5_check_bypassed_a_foreign_cifar_folder_is_refused(tmp_path, capsys):
+    write_cifar10(tmp_path / "cifar")
+    with pytest.raises(SystemExit) as stopped:
+        prepare.main([str(tmp_path / "out"), "--from", "cifar10", "--root", str(tmp_path / "cifar")])
+    assert stopped.value.code == 2
+    assert_one_line_error(
+        capsys.readouterr().err, r"--from cifar10: torchvision cannot read it .*not found or"
+    )
