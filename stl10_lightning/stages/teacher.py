@@ -44,6 +44,7 @@ class Teacher:
     settings: dict  # the checkpoint's hyper_parameters
     path: Path
     data: dict  # the data module's settings it was trained with
+    class_names: list[str] | None = None  # saved with the weights by runs since the names were
 
     def max_confidence(self) -> float:
         """Label smoothing eps trains towards softmax confidence 1 - eps + eps / classes, and no higher."""
@@ -51,8 +52,14 @@ class Teacher:
         return 1 - eps + eps / self.settings.get("num_classes", 10)
 
 
-def load_teacher(source: str | Path) -> Teacher:
-    """A supervised or linear-probe checkpoint, or a run folder holding one, read with weights_only."""
+def load_teacher(
+    source: str | Path, wanted: str = "a supervised or linear_probe run as pseudo.teacher"
+) -> Teacher:
+    """A supervised or linear-probe checkpoint, or a run folder holding one, read with weights_only.
+
+    Also a pseudo-label run's: every stage that trains a classifier saves its backbone and head alike.
+    `wanted` says what to give instead of a checkpoint without a head.
+    """
     path = resolve(source)
     if path.suffix != ".ckpt":
         raise UserError(
@@ -68,8 +75,7 @@ def load_teacher(source: str | Path) -> Teacher:
     weights = checkpoint.get("state_dict", {}) if isinstance(checkpoint, dict) else {}
     if "backbone" not in settings or "head.weight" not in weights:
         raise UserError(
-            f"{path} is not a classifier checkpoint (a barlow_twins run has no head); give a supervised "
-            "or linear_probe run as pseudo.teacher"
+            f"{path} is not a classifier checkpoint (a barlow_twins run has no head); give {wanted}"
         )
     check_buildable(settings["backbone"], path)  # the checkpoint's own config is built below
     model = Classifier(
@@ -88,7 +94,8 @@ def load_teacher(source: str | Path) -> Teacher:
         raise UserError(
             f"{path} lacks {len(missing)} teacher weights (e.g. {missing[:2]}); give a finished run"
         )
-    return Teacher(model.eval(), settings, path, checkpoint.get("datamodule_hyper_parameters", {}))
+    data = checkpoint.get("datamodule_hyper_parameters", {})
+    return Teacher(model.eval(), settings, path, data, checkpoint.get("class_names"))
 
 
 @torch.inference_mode()
