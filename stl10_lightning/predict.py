@@ -17,6 +17,7 @@ import io
 import os
 import sys
 from collections.abc import Iterator
+from multiprocessing.pool import Pool
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from stl10_lightning.common.atomic import write_text
 from stl10_lightning.common.errors import OneLineArgumentParser, UserError
-from stl10_lightning.data.image_files import decoded, image_files
+from stl10_lightning.data.image_files import decoded, decoding_pool, image_files
 from stl10_lightning.runs.folder import read_metrics
 from stl10_lightning.stages.teacher import Teacher, load_teacher
 
@@ -81,10 +82,10 @@ def class_probabilities(model: nn.Module, images: torch.Tensor, device: torch.de
     return model(images.to(device, non_blocking=True)).float().softmax(dim=1).cpu()
 
 
-def _batches(files: list[Path], size: int, batch_size: int, workers: int, skipped: list) -> Iterator:
+def _batches(files: list[Path], size: int, batch_size: int, pool: Pool | None, skipped: list) -> Iterator:
     """(paths, uint8 batch) of the readable files; the others go to `skipped` as (path, why)."""
     paths, images = [], []
-    for path, (image, reason) in zip(files, decoded(files, size, workers), strict=True):
+    for path, (image, reason) in zip(files, decoded(files, size, pool), strict=True):
         if image is None:
             skipped.append((path, reason))
             continue
@@ -128,8 +129,9 @@ def predict(
     writer = csv.writer(text)
     writer.writerow(COLUMNS)
     # The bar counts decoded images; on a few files it would only flicker.
-    with tqdm(total=len(files), unit=" images", disable=len(files) < batch_size) as progress:
-        for batch_paths, images in _batches(files, size, batch_size, workers, skipped):
+    progress = tqdm(total=len(files), unit=" images", disable=len(files) < batch_size)
+    with decoding_pool(workers) as pool, progress:
+        for batch_paths, images in _batches(files, size, batch_size, pool, skipped):
             writer.writerows(rows(batch_paths, class_probabilities(model, images, on), names))
             progress.update(len(batch_paths))
     write_text(out, text.getvalue())

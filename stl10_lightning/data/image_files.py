@@ -8,7 +8,9 @@ them is arbitrary. A photo's EXIF orientation is applied, so images come out as 
 
 import multiprocessing
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
+from multiprocessing.pool import Pool
 from pathlib import Path
 
 import numpy as np
@@ -67,17 +69,21 @@ def _decode_or_reason(path: str, size: int) -> tuple[np.ndarray | None, str | No
         return None, f"{type(err).__name__}: {reason}" if reason else type(err).__name__
 
 
-def decoded(
-    paths: Sequence[str | Path], size: int, workers: int
-) -> Iterator[tuple[np.ndarray | None, str | None]]:
-    """(image, None) or (None, why it could not be read) for each path, in order.
-
-    `workers` processes decode in parallel; 0 decodes in this process (no start-up cost, for a few files).
-    """
-    job = partial(_decode_or_reason, size=size)
-    names = [str(path) for path in paths]
+@contextmanager
+def decoding_pool(workers: int) -> Iterator[Pool | None]:
+    """`workers` processes that decode in parallel, for every `decoded` call of one conversion (starting
+    them per split would cost more than a small split takes); None for 0, which decodes in this process."""
     if workers == 0:
-        yield from map(job, names)
+        yield None
         return
     with multiprocessing.Pool(workers) as pool:
-        yield from pool.imap(job, names, chunksize=CHUNK)
+        yield pool
+
+
+def decoded(
+    paths: Sequence[str | Path], size: int, pool: Pool | None = None
+) -> Iterator[tuple[np.ndarray | None, str | None]]:
+    """(image, None) or (None, why it could not be read) for each path, in order."""
+    job = partial(_decode_or_reason, size=size)
+    names = [str(path) for path in paths]
+    yield from map(job, names) if pool is None else pool.imap(job, names, chunksize=CHUNK)

@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from importlib import metadata
+from multiprocessing.pool import Pool
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from stl10_lightning.common.errors import OneLineArgumentParser, UserError
-from stl10_lightning.data.image_files import decoded, square
+from stl10_lightning.data.image_files import decoded, decoding_pool, square
 from stl10_lightning.data.prepare_sources import (
     TORCHVISION,
     Source,
@@ -75,7 +76,7 @@ class ChannelStatistics:
 @dataclass(frozen=True)
 class Conversion:
     size: int  # the stored side
-    workers: int  # decoding processes; 0 decodes in this process
+    pool: Pool | None  # the processes that decode files; None decodes in this process
     strict: bool  # refuse an unreadable file instead of skipping it
 
 
@@ -83,7 +84,7 @@ def converted(split: Split, conversion: Conversion):
     """(image (3, size, size) or None, why not) for each item of the split, in order."""
     size = conversion.size
     if isinstance(split.items, list):
-        yield from decoded(split.items, size, conversion.workers)
+        yield from decoded(split.items, size, conversion.pool)
         return
     for image in split.items:  # torchvision's, already decoded: only resized when the side differs
         if image.shape[:2] == (size, size):
@@ -194,8 +195,10 @@ def prepare(
         move_to_unlabeled(source, unlabeled_fraction, seed)
     staging = out.with_name(f"{out.name}.partial-{os.getpid()}")
     try:
-        conversion = Conversion(size or source.side or DEFAULT_SIZE, workers, strict)
-        manifest = write_layout(source, staging, conversion)
+        with decoding_pool(workers) as pool:
+            manifest = write_layout(
+                source, staging, Conversion(size or source.side or DEFAULT_SIZE, pool, strict)
+            )
         if out.exists():  # made by someone else while this ran
             raise UserError(f"{out} appeared while preparing; nothing was written to it")
         staging.rename(out)
