@@ -10,7 +10,8 @@ set of 20,000 unlabeled images):
 - supervised, the default recipe, and the same recipe as a plain PyTorch loop (plain_supervised.py);
 - Barlow Twins, then the linear probe on it and on the same backbone at its random initialization;
 - offline pseudo-labeling at 1:0.4, 1:1, 1:2 and 1:10, taught by the supervised run;
-- online pseudo-labeling at 1:2 and 1:10 (the default recipe), and at 1:2 with each guard.
+- online pseudo-labeling at 1:2 and 1:10 (the default recipe), and at 1:2 with each guard and with two
+  forward passes.
 
 Classifier rows share the labeled batches: batch 128, `--epochs` epochs. Finished runs are kept and read
 again, so an interrupted command continues where it stopped; its wall time then counts the new runs only.
@@ -104,6 +105,11 @@ def rows(out: Path, epochs: int, bt_epochs: int) -> list[Row]:
             "online_2_adaptive",
             "online 1:2, adaptive thresholds",
             [*online, "ratio=2", "pseudo.adaptive_threshold=true"],
+        ),
+        Row(
+            "online_2_two_pass",
+            "online 1:2, two forward passes",
+            [*online, "ratio=2", "pseudo.one_pass=false"],
         ),
     ]
 
