@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train demo study report bench tensorboard lint format clean
+.PHONY: help install test train demo study report bench quality tensorboard lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ report: install ## the results table of every finished run under outputs/ (or: m
 
 bench: install ## benchmarks against plain baselines on this machine (~5 min); writes benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.run $(ARGS)
+
+quality: install ## the study on real photographs at a CPU budget, with controls (~2 h): make quality DATA=data/realdev; writes benchmarks/QUALITY.md
+	$(BIN)/python -m benchmarks.quality --data $(or $(DATA),$(error give DATA=<folder containing stl10_binary/>)) $(ARGS)
 
 tensorboard: install ## serve the dashboard of every run under outputs/
 	$(BIN)/tensorboard --logdir outputs

@@ -26,7 +26,15 @@ import torchvision
 
 from stl10_lightning.common.atomic import write_text
 
-MODULES = ("data_startup", "augmentation", "training_step", "pseudo_inference", "linear_probe", "own_data")
+MODULES = (
+    "data_startup",
+    "augmentation",
+    "training_step",
+    "online_step",
+    "pseudo_inference",
+    "linear_probe",
+    "own_data",
+)
 HERE = Path(__file__).resolve().parent
 GPU_RESULTS = HERE / "gpu_results.md"
 GOAL = re.compile(r"(>=|<=|>|<)\s*([0-9.]+)\s*(x|%)?")

@@ -46,6 +46,16 @@ def test_official_fold_is_the_labeled_pool(synthetic_root):
     assert sorted([*dm.splits["train"].indices, *dm.splits["val"].indices]) == sorted(fold)
 
 
+def test_labeled_count_keeps_a_stratified_subset_that_the_ratio_counts_from(synthetic_root):
+    dm = datamodule(synthetic_root, labeled_count=200, val_size=50, unlabeled_ratio=2)
+    train, val = dm.splits["train"], dm.splits["val"]
+    assert (len(train), len(val)) == (150, 50)
+    assert np.bincount(np.concatenate([train.labels, val.labels]), minlength=10).tolist() == [20] * 10
+    assert len(dm.unlabeled_set()) == 400  # 2 x the 200 labeled images, not x the whole pool
+    with pytest.raises(UserError, match=r"data.labeled_count=9999 is more than the \d+ labeled images"):
+        datamodule(synthetic_root, labeled_count=9999)
+
+
 @pytest.mark.parametrize("val_size", [0, SYNTHETIC["train"], 5000])
 def test_val_size_must_leave_training_images(synthetic_root, val_size):
     with pytest.raises(UserError, match=rf"data.val_size={val_size} must be between 1 and"):

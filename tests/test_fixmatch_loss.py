@@ -57,3 +57,20 @@ def test_no_gradient_reaches_the_weak_view():
 def test_nothing_confident_gives_zero_loss():
     out = consistency_loss(torch.zeros(5, 10), torch.randn(5, 10), threshold=0.95)
     assert not out.mask.any() and out.loss.item() == 0.0
+
+
+def test_a_threshold_per_class_applies_to_each_image_s_pseudo_label_class():
+    generator = torch.Generator().manual_seed(1)
+    weak = torch.randn(64, 4, generator=generator) * 3
+    strong = torch.randn(64, 4, generator=generator)
+    thresholds = torch.tensor([0.3, 0.9, 0.6, 1.0])
+    out = consistency_loss(weak, strong, thresholds)
+    # Independently: each image is kept by the threshold of its own argmax class.
+    expected = 0.0
+    for w, s in zip(weak.double(), strong.double(), strict=True):
+        probabilities = w.softmax(0)
+        label = int(probabilities.argmax())
+        if probabilities[label] >= thresholds[label]:
+            expected -= float(s.log_softmax(0)[label])
+    assert out.loss.item() == pytest.approx(expected / 64, abs=1e-6)
+    assert not out.mask[out.pseudo_labels == 3].any()

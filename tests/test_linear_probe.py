@@ -41,9 +41,8 @@ def test_probe_learns_on_frozen_features_that_stay_bit_identical(pretrained_run,
 def test_probe_beats_random_init_backbone(pretrained_run, make_cfg, tmp_path):
     run_dir, _ = pretrained_run
     pretrained = train(probe_cfg(make_cfg, run_dir, f"run_dir={tmp_path / 'pretrained'}"))
-    torch.manual_seed(0)
-    save_backbone(tmp_path / "random.pt", TINY, TinyNet())
-    random_init = train(probe_cfg(make_cfg, tmp_path / "random.pt", f"run_dir={tmp_path / 'random'}"))
+    random_init = train(probe_cfg(make_cfg, "random", f"run_dir={tmp_path / 'random'}"))  # seeded init
+    assert json.loads((tmp_path / "random" / "metrics.json").read_text())["backbone_source"] == "random"
     assert pretrained["test/acc"] > random_init["test/acc"] + 0.05, (pretrained, random_init)
     figures = pretrained["test/acc"], random_init["test/acc"]
     print("probe test accuracy: pretrained {:.3f}, random init {:.3f}".format(*figures))

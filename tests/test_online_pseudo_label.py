@@ -74,6 +74,65 @@ def test_exactly_the_confident_unlabeled_images_add_to_the_loss_with_the_weak_la
     assert (module.labeled_passed.compute().item(), module.labeled_correct.compute().item()) == (1, 1)
 
 
+@pytest.mark.parametrize("one_pass", [True, False])
+def test_one_pass_runs_every_view_through_one_forward_and_gives_the_two_pass_loss(one_pass):
+    module, strong_logits = fixed_logits_module(threshold=0.9)
+    module.hparams.one_pass = one_pass
+    lookup, batch_sizes = module.forward, []
+    module.forward = lambda images: batch_sizes.append(len(images)) or lookup(images)
+    unlabeled = [1, 2, 3, 4]
+    batch = (images_with_ids([0], False), torch.tensor([0]), images_with_ids(unlabeled, False))
+    loss = module.training_step((*batch, images_with_ids(unlabeled, True)), 0)
+    assert batch_sizes == ([9] if one_pass else [5, 5])
+    supervised = torch.nn.functional.cross_entropy(torch.tensor([[4.0, 0.0, 0.0]]), torch.tensor([0]))
+    assert loss.item() == pytest.approx(supervised.item() + 2 * torch.log(torch.tensor(3.0)).item() / 4)
+
+
+def test_distribution_alignment_changes_which_images_pass():
+    # Aligned towards the labeled frequencies (class 0 only here, set by hand): class 0 is scaled up,
+    # so id 1 (uniform) becomes a class-0 label at 0.9, and ids 2 and 3 drop below it.
+    module = OnlinePseudoLabelModule(
+        TINY, SGD, threshold=0.9, num_classes=3, image_size=8, distribution_alignment=True, guard_momentum=0
+    )
+    lookup, _ = fixed_logits_module(threshold=0.9)
+    module.forward = lookup.forward
+    module.alignment.target.copy_(torch.tensor([0.9, 0.05, 0.05]))
+    unlabeled = [1, 2, 3, 4]
+    batch = (images_with_ids([0], False), torch.tensor([0]), images_with_ids(unlabeled, False))
+    module.training_step((*batch, images_with_ids(unlabeled, True)), 0)
+    # guard_momentum 0: the model's mean is this batch's mean prediction.
+    probabilities = lookup.forward(images_with_ids(unlabeled, False)).softmax(dim=1)
+    aligned = probabilities * torch.tensor([0.9, 0.05, 0.05]) / probabilities.mean(dim=0)
+    aligned /= aligned.sum(dim=1, keepdim=True)
+    expected = [int(value) for value in (aligned.max(dim=1).values >= 0.9) * 1]
+    passed_per_class = [metric.compute().item() for metric in module.masked_per_class]
+    assert sum(expected) == sum(passed_per_class) and passed_per_class[0] == sum(expected) > 0
+
+
+def test_guarded_runs_train_and_record_their_settings(make_cfg, tmp_path):
+    guards = ["pseudo.distribution_alignment=true", "pseudo.adaptive_threshold=true", "pseudo.one_pass=false"]
+    train(
+        make_cfg(
+            *ONLINE,
+            "ratio=0.4",
+            "pseudo.mu=2",
+            *guards,
+            "trainer.max_epochs=1",
+            "+trainer.limit_train_batches=2",
+        )
+    )
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (summary["distribution_alignment"], summary["adaptive_threshold"], summary["one_pass"]) == (
+        True,
+        True,
+        False,
+    )
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    assert "pseudo/threshold_mean" in events.Tags()["scalars"]
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert {"alignment.model_mean", "adaptive.class_mean"} <= set(state)
+
+
 def test_a_threshold_of_one_keeps_nothing():
     module, strong_logits = fixed_logits_module(threshold=1.0)
     batch = (images_with_ids([0], False), torch.tensor([0]), images_with_ids([1, 2, 3, 4], False))
@@ -208,7 +267,14 @@ def test_the_average_follows_the_ema_formula_and_is_what_evaluation_uses():
     with torch.no_grad():
         module.head.weight.add_(1.0)
     module.ema.update_parameters(torch.nn.ModuleDict({"backbone": module.backbone, "head": module.head}))
-    assert torch.allclose(module.ema.module.head.weight, 0.5 * first + 0.5 * module.head.weight)
+    # The decay warms up (TensorFlow's rule): the second update keeps min(0.5, 2 / 11) of the average.
+    kept = 2 / 11
+    assert torch.allclose(module.ema.module.head.weight, kept * first + (1 - kept) * module.head.weight)
+    for updates in range(2, 40):  # later updates keep min(0.5, (1 + n) / (10 + n)): 0.5 from n = 8 on
+        before = module.ema.module.head.weight.clone()
+        module.ema.update_parameters(torch.nn.ModuleDict({"backbone": module.backbone, "head": module.head}))
+        kept = min(0.5, (1 + updates) / (10 + updates))
+        assert torch.allclose(module.ema.module.head.weight, kept * before + (1 - kept) * module.head.weight)
     images = torch.randn(4, 3, 8, 8)
     module.eval()
     averaged = module(images)
@@ -274,7 +340,8 @@ def test_online_mode_beats_supervised_only_on_the_same_steps(few_labels_root, tm
     steps, without the unlabeled loss. Measured test accuracy, seeds 0/1/2: docs/pseudo-labeling.md."""
     recipe = [
         *ONLINE, "ratio=5", "pseudo.mu=2", "pseudo.strong_cutout=0.25", "data.batch_size=32",
-        "optimizer.lr_reference_batch=32",  # SGD at lr 0.1 on this batch, as measured
+        "optimizer.lr=0.1", "optimizer.lr_reference_batch=32",  # SGD at lr 0.1 on this batch, as measured
+        "model.ema=null", "pseudo.one_pass=false",  # the recipe the figures were measured with
         "model.warmup_epochs=2", "trainer.max_epochs=150", "logger=none",
     ]  # fmt: skip
 

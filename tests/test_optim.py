@@ -70,13 +70,21 @@ def learning_rates(trainer: pl.Trainer) -> dict[str, float]:
 
 
 @pytest.mark.parametrize(
-    "stage", [["stage=supervised"], ["stage=pseudo_label", "pseudo=online", "ratio=0.2", "pseudo.mu=1"]]
+    ("stage", "rate", "reference"),
+    [
+        (["stage=supervised"], 0.1, 128),
+        (["stage=pseudo_label", "pseudo=online", "ratio=0.2", "pseudo.mu=1"], 0.03, 64),  # FixMatch's
+    ],
 )
-def test_sgd_follows_the_global_batch_from_the_recipes_128(make_cfg, caplog, stage):
+def test_sgd_follows_the_global_batch_from_the_recipe_s_reference(make_cfg, caplog, stage, rate, reference):
     caplog.set_level(logging.INFO, logger="stl10_lightning.optim.build")
     trainer = fit_one_step(make_cfg(*stage, "data.batch_size=256", "model.schedule=constant"))
-    assert learning_rates(trainer)["weights"] == pytest.approx(0.2)  # 0.1 x 256 / 128, on 900 images
-    assert "optimizer.lr 0.1 x global batch 256 / optimizer.lr_reference_batch 128 = 0.2" in caplog.text
+    scaled = rate * 256 / reference  # on 900 images
+    assert learning_rates(trainer)["weights"] == pytest.approx(scaled)
+    expected = (
+        f"optimizer.lr {rate:g} x global batch 256 / optimizer.lr_reference_batch {reference} = {scaled:g}"
+    )
+    assert expected in caplog.text
 
 
 def test_probe_on_a_split_smaller_than_its_batch_trains_one_batch_at_that_batchs_rate(

@@ -21,11 +21,13 @@ TRAIN_ON = ("labeled", "unlabeled", "train+unlabeled")
 class STL10DataModule(pl.LightningDataModule):
     """Splits of one `stl10_binary/` folder, served as uint8 batches; stages transform them on the device.
 
-    - train: the labeled train images (or one official fold) minus a stratified, seeded `val_size` split
+    - train: the labeled train images (or one official fold, or a stratified subset of `labeled_count`)
+      minus a stratified, seeded `val_size` split
     - val: that split; it selects checkpoints
     - test: the 8,000 test images, for the final evaluation only
     - unlabeled: all unlabeled images, or a seeded subset of `unlabeled_count` images, or of
-      `unlabeled_ratio` x the labeled pool (5,000 images, or 1,000 with a fold): 0.4 -> 2,000 images.
+      `unlabeled_ratio` x the labeled pool (5,000 images, 1,000 with a fold, or `labeled_count`): 0.4
+      -> 2,000 images.
       Subsets are prefixes of one seeded order, so the 0.4 subset lies inside the 1 subset, and so on.
     - pseudo (after `add_pseudo_labels`): unlabeled images with predicted labels, trained on with train
 
@@ -52,6 +54,7 @@ class STL10DataModule(pl.LightningDataModule):
         image_size: int = 96,
         val_size: int = 500,
         fold: int | None = None,
+        labeled_count: int | None = None,
         unlabeled_count: int | None = None,
         unlabeled_ratio: float | None = None,
         train_on: str = "labeled",
@@ -98,6 +101,7 @@ class STL10DataModule(pl.LightningDataModule):
         binary = stl10_binary.STL10Binary(self.root)
         labels = binary.labels("train")
         pool = np.arange(len(labels)) if self.hparams.fold is None else binary.fold(self.hparams.fold)
+        pool = self._labeled_subset(pool, labels)
         train, val = stratified_split(labels[pool], self.hparams.val_size, self.hparams.seed)
         self.splits = {
             "train": MemmapImages(binary, "train", pool[train], labels),
@@ -106,6 +110,19 @@ class STL10DataModule(pl.LightningDataModule):
         }
         self.class_names = binary.class_names()
         self._binary = binary
+
+    def _labeled_subset(self, pool: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """`labeled_count` images of the pool, each class in proportion; the whole pool when it is null."""
+        count = self.hparams.labeled_count
+        if count is None or count == len(pool):
+            return pool
+        if count > len(pool):
+            raise UserError(
+                f"data.labeled_count={count} is more than the {len(pool)} labeled images; ask for at most "
+                f"{len(pool)}, or null for all"
+            )
+        _, kept = stratified_split(labels[pool], count, self.hparams.seed)
+        return pool[kept]
 
     def unlabeled_set(self) -> MemmapImages:
         """The unlabeled images (a seeded subset when `unlabeled_count` is set); they have no labels."""
@@ -122,11 +139,7 @@ class STL10DataModule(pl.LightningDataModule):
         if ratio is None:
             return self.hparams.unlabeled_count
         self.setup()
-        pool = (
-            self._binary.counts["train"]
-            if self.hparams.fold is None
-            else len(self._binary.fold(self.hparams.fold))
-        )
+        pool = len(self.splits["train"]) + len(self.splits["val"])
         images = ratio * pool
         if images < 1 and not math.isclose(images, 1):
             raise UserError(

@@ -1,6 +1,14 @@
 """The stages' losses beyond plain cross-entropy."""
 
 from stl10_lightning.losses.barlow_twins import BarlowTwinsLoss
-from stl10_lightning.losses.fixmatch import ConsistencyLoss, consistency_loss
+from stl10_lightning.losses.fixmatch import ConsistencyLoss, consistency_loss, masked_consistency
+from stl10_lightning.losses.pseudo_label_guards import DistributionAlignment, SelfAdaptiveThreshold
 
-__all__ = ["BarlowTwinsLoss", "ConsistencyLoss", "consistency_loss"]
+__all__ = [
+    "BarlowTwinsLoss",
+    "ConsistencyLoss",
+    "DistributionAlignment",
+    "SelfAdaptiveThreshold",
+    "consistency_loss",
+    "masked_consistency",
+]

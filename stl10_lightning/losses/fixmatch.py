@@ -23,10 +23,19 @@ class ConsistencyLoss(NamedTuple):
 
 
 def consistency_loss(
-    weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float
+    weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float | torch.Tensor
 ) -> ConsistencyLoss:
     """FixMatch's masked cross-entropy, in float32 under autocast; no gradient reaches `weak_logits`."""
-    confidence, pseudo_labels = weak_logits.detach().float().softmax(dim=1).max(dim=1)
-    mask = confidence >= threshold
+    return masked_consistency(weak_logits.detach().float().softmax(dim=1), strong_logits, threshold)
+
+
+def masked_consistency(
+    weak_probabilities: torch.Tensor, strong_logits: torch.Tensor, threshold: float | torch.Tensor
+) -> ConsistencyLoss:
+    """The same from the weak view's (possibly aligned) probabilities; `threshold` is one number or one
+    per class, applied to each image's pseudo-label class."""
+    confidence, pseudo_labels = weak_probabilities.detach().max(dim=1)
+    bar = threshold[pseudo_labels] if isinstance(threshold, torch.Tensor) else threshold
+    mask = confidence >= bar
     per_sample = F.cross_entropy(strong_logits.float(), pseudo_labels, reduction="none")
     return ConsistencyLoss((per_sample * mask).mean(), mask, pseudo_labels, confidence)

@@ -67,6 +67,7 @@ class Data:
     )
     val_size: int = at_least(1, why="labeled images held out to select checkpoints")
     fold: int | None = within(0, 9, None, closed="[]", why="one of STL-10's ten official 1,000-image folds")
+    labeled_count: int | None = at_least(2, None, why="labeled images kept, stratified, before the val split")
     unlabeled_count: int | None = at_least(1, None, why="unlabeled images to use; null takes all")
     unlabeled_ratio: float | None = above(0, None, why="unlabeled images per labeled one")
     train_on: str = one_of(TRAIN_ON)
@@ -230,6 +231,10 @@ class OnlinePseudoLabelModel(SupervisedModel):
     init_backbone: str | None = None
     strong_ops: int = MISSING
     strong_cutout: float = MISSING
+    one_pass: bool = True
+    distribution_alignment: bool = False
+    adaptive_threshold: bool = False
+    guard_momentum: float = MISSING
 
 
 @dataclass
@@ -273,6 +278,10 @@ class OfflinePseudo(PseudoLabelMode):
     init_backbone: Any = None
     strong_ops: Any = None
     strong_cutout: Any = None
+    one_pass: Any = None
+    distribution_alignment: Any = None
+    adaptive_threshold: Any = None
+    guard_momentum: Any = None
 
 
 @dataclass
@@ -282,6 +291,10 @@ class OnlinePseudo(PseudoLabelMode):
     init_backbone: str | None = None
     strong_ops: int = within(0, 14, closed="[]", why="RandAugment operations per image (14 in the pool)")
     strong_cutout: float = within(0, 1, why="side of the strong view's cutout")
+    one_pass: bool = True
+    distribution_alignment: bool = False
+    adaptive_threshold: bool = False
+    guard_momentum: float = within(0, 1, why="the guards' share of the old running statistic each step")
     # The offline mode's settings: accepted and ignored, with a warning (see OfflinePseudo).
     teacher: Any = None
     init: Any = None

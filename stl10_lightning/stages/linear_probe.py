@@ -11,12 +11,15 @@ from stl10_lightning.optim.build import build_optimizer, global_batch, with_sche
 from stl10_lightning.runs.folder import newest_finished_run
 from stl10_lightning.stages.supervised import SupervisedResNet
 
+RANDOM_INIT = "random"  # probe.backbone=random: no weights are loaded
+
 
 class LinearProbe(SupervisedResNet):
     """The supervised stage's head and metrics on top of weights from `source`.
 
         `source` is a backbone.pt, a Barlow Twins run folder, or a supervised checkpoint or run (to compare
-        representations); by default the newest finished Barlow Twins run. The backbone config must match
+        representations); by default the newest finished Barlow Twins run. `random` keeps the seeded
+        random initialization: the control that shows what pretraining adds. The backbone config must match
         the file's architecture, and every key must load.
 
         Frozen (the default), the backbone stays in eval mode, so BatchNorm never updates, and its features
@@ -58,7 +61,8 @@ class LinearProbe(SupervisedResNet):
         )
         if source is None:
             source = newest_finished_run("barlow_twins", needs="backbone.pt")
-        self.hparams.source = str(load_backbone(self.backbone, backbone, source))
+        if source != RANDOM_INIT:
+            self.hparams.source = str(load_backbone(self.backbone, backbone, source))
         # Standardized features (as in MAE's linear probing): lr 0.3 then suits any backbone's feature
         # scale; without it a barely trained backbone's large eval-mode features made SGD diverge.
         self.feature_norm = nn.BatchNorm1d(self.backbone.feature_dim, affine=False)

@@ -8,6 +8,12 @@ confidence reaches `threshold` (Sohn et al. 2020):
     loss = CE(labeled) + lambda_u * masked CE(strong view, weak view's label)
 
 Unlike the offline mode, the labels improve as the model does, and no teacher run is needed.
+
+`one_pass` runs labeled, weak and strong images through the model as one batch, as FixMatch's reference
+code does, so BatchNorm normalizes them with one set of batch statistics. It computes more than two
+passes, since the backward pass runs through the weak images too (benchmarks/online_step.py times both).
+`distribution_alignment` and `adaptive_threshold` guard against a model that labels one class ever more
+often (losses/pseudo_label_guards.py).
 """
 
 import logging
@@ -20,7 +26,7 @@ from torchmetrics import MeanMetric, SumMetric
 
 from stl10_lightning.common.errors import UserError
 from stl10_lightning.data.strong_augment import strong_transform, weak_transform
-from stl10_lightning.losses import consistency_loss
+from stl10_lightning.losses import DistributionAlignment, SelfAdaptiveThreshold, masked_consistency
 from stl10_lightning.models.backbone_file import load_backbone
 from stl10_lightning.monitoring.classification_metrics import class_names
 from stl10_lightning.stages.offline_pseudo_label import check_threshold
@@ -66,7 +72,8 @@ class OnlinePseudoLabelModule(SupervisedResNet):
     with itself; `strong_ops` RandAugment operations per image and a cutout of `strong_cutout` x the
     side make the strong view. `init_backbone` starts from pretrained weights (a Barlow Twins
     backbone.pt or run). `shared`: the supervised stage's other settings (num_classes, schedule,
-    label_smoothing, ema), with its defaults; the warm-up is off unless asked for.
+    label_smoothing, ema), with its defaults; the warm-up is off unless asked for. `guard_momentum` is
+    the guards' running statistics' share of the old value each step.
     """
 
     pseudo_label_mode = "online"  # the option of the group `pseudo`, named in metrics.json and HPARAMS
@@ -81,6 +88,10 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         init_backbone: str | None = None,
         strong_ops: int = 2,
         strong_cutout: float = 0.5,
+        one_pass: bool = True,
+        distribution_alignment: bool = False,
+        adaptive_threshold: bool = False,
+        guard_momentum: float = 0.999,
         image_size: int = 96,
         warmup_epochs: float = 0,
         augment: dict | None = None,
@@ -103,6 +114,13 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         if init_backbone is not None:
             # The average's first update copies the weights, so it starts from these too.
             self.hparams.init_backbone = str(load_backbone(self.backbone, backbone, init_backbone))
+        if not 0 <= guard_momentum < 1:
+            raise UserError(f"pseudo.guard_momentum={guard_momentum} must be in [0, 1)")
+        classes = self.hparams.num_classes
+        self.alignment = DistributionAlignment(classes, guard_momentum) if distribution_alignment else None
+        self.adaptive = (
+            SelfAdaptiveThreshold(classes, guard_momentum, ceiling=threshold) if adaptive_threshold else None
+        )
         statistics = {"mean": self.hparams.mean, "std": self.hparams.std}  # the data's, as the labeled view's
         self.weak_transform = weak_transform(image_size, **statistics)
         self.strong_transform = strong_transform(image_size, strong_ops, strong_cutout, **statistics)
@@ -126,6 +144,8 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             datamodule = self.trainer.datamodule
             per_step = self.hparams.mu * datamodule.hparams.batch_size
             datamodule.pair_unlabeled(per_step)
+            if self.alignment is not None:  # aligned towards the labeled images' class frequencies
+                self.alignment.set_target(datamodule.splits["train"].labels)
             subset = len(datamodule.unlabeled_set())
             if subset < per_step:
                 log.warning(
@@ -152,16 +172,37 @@ class OnlinePseudoLabelModule(SupervisedResNet):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, labels, weak, strong = batch
-        with torch.no_grad():  # the labeled batch takes the unlabeled path too: pseudo-label precision
-            labeled_guess, weak_logits = self(torch.cat([images, weak])).split([len(images), len(weak)])
-        logits, strong_logits = self(torch.cat([images, strong])).split([len(images), len(strong)])
+        logits, labeled_guess, weak_logits, strong_logits = self._logits(images, weak, strong)
         supervised = self.criterion(logits, labels)
-        unlabeled = consistency_loss(weak_logits, strong_logits, self.hparams.threshold)
+        probabilities = weak_logits.float().softmax(dim=1)
+        if self.alignment is not None:  # each running statistic sees this batch before it is applied
+            self.alignment.update(probabilities)
+        if self.adaptive is not None:
+            self.adaptive.update(self._aligned(probabilities))
+        unlabeled = masked_consistency(self._aligned(probabilities), strong_logits, self._threshold())
         loss = supervised + self.hparams.lambda_u * unlabeled.loss
         self._log_step(loss, supervised, unlabeled, labeled_guess, labels)
         self.train_acc(logits, labels)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
+
+    def _logits(self, images, weak, strong) -> tuple[torch.Tensor, ...]:
+        """(labeled logits, the same without gradient, weak logits without gradient, strong logits)."""
+        sizes = [len(images), len(weak), len(strong)]
+        if self.hparams.one_pass:
+            logits, weak_logits, strong_logits = self(torch.cat([images, weak, strong])).split(sizes)
+            return logits, logits.detach(), weak_logits.detach(), strong_logits
+        # Two passes: the labeled batch takes the unlabeled path too, for the pseudo-label precision.
+        with torch.no_grad():
+            labeled_guess, weak_logits = self(torch.cat([images, weak])).split(sizes[:2])
+        logits, strong_logits = self(torch.cat([images, strong])).split([sizes[0], sizes[2]])
+        return logits, labeled_guess, weak_logits, strong_logits
+
+    def _aligned(self, probabilities: torch.Tensor) -> torch.Tensor:
+        return probabilities if self.alignment is None else self.alignment(probabilities)
+
+    def _threshold(self) -> float | torch.Tensor:
+        return self.hparams.threshold if self.adaptive is None else self.adaptive.thresholds()
 
     def _log_step(self, loss, supervised, unlabeled, labeled_guess, labels) -> None:
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
@@ -172,8 +213,10 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         )
         self.mask_rate(unlabeled.mask.float())
         self.log("pseudo/mask_rate", self.mask_rate, on_step=True, on_epoch=True, prog_bar=True)
-        confidence, guess = labeled_guess.float().softmax(dim=1).max(dim=1)
-        passed = confidence >= self.hparams.threshold
+        # The labeled images' pseudo-labels, made as the unlabeled ones are: how precise the used labels are.
+        confidence, guess = self._aligned(labeled_guess.float().softmax(dim=1)).max(dim=1)
+        threshold = self._threshold()
+        passed = confidence >= (threshold[guess] if isinstance(threshold, torch.Tensor) else threshold)
         self.labeled_mask_rate.update(passed.float())
         self.log("pseudo/labeled_mask_rate", self.labeled_mask_rate, on_step=False, on_epoch=True)
         self.labeled_passed.update(passed.sum())
@@ -184,6 +227,8 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         hidden = {PASSED: self.labeled_passed, CORRECT: self.labeled_correct}
         hidden |= {masked_key(label): metric for label, metric in enumerate(self.masked_per_class)}
         self.log_dict(hidden, on_step=False, on_epoch=True, logger=False)
+        if self.adaptive is not None:
+            self.log("pseudo/threshold_mean", threshold.mean(), on_step=False, on_epoch=True)
 
     def on_train_epoch_end(self) -> None:
         """The epoch's precision curve, class histogram and metrics.json values, from the statistics as
@@ -240,6 +285,9 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             "unlabeled_used": len(datamodule.unlabeled_set()),
             "mu": self.hparams.mu,
             "lambda_u": self.hparams.lambda_u,
+            "one_pass": self.hparams.one_pass,
+            "distribution_alignment": self.hparams.distribution_alignment,
+            "adaptive_threshold": self.hparams.adaptive_threshold,
             "init_backbone": self.hparams.init_backbone,
             "mask_rate_by_epoch": self.mask_rate_by_epoch,
             "precision_by_epoch": self.precision_by_epoch,

@@ -1,0 +1,325 @@
+"""`make quality DATA=data/realdev`: the study on real photographs at a CPU budget, with its controls, and
+benchmarks/QUALITY.md with the table and the checks it must pass.
+
+    python -m benchmarks.quality --data data/realdev [--out outputs/quality] [--epochs 30] [--jobs 2]
+
+Every row is one `python train.py` run (or the plain loop), in its own folder under --out, all at 32 px
+with the ImageNet stem, on a stratified `--labeled` images of the labeled pool (so that 1:10 exists on a
+set of 20,000 unlabeled images):
+
+- supervised, the default recipe, and the same recipe as a plain PyTorch loop (plain_supervised.py);
+- Barlow Twins, then the linear probe on it and on the same backbone at its random initialization;
+- offline pseudo-labeling at 1:0.4, 1:1, 1:2 and 1:10, taught by the supervised run;
+- online pseudo-labeling at 1:2 and 1:10 (the default recipe), and at 1:2 with each guard and with two
+  forward passes.
+
+Classifier rows share the labeled batches: batch 128, `--epochs` epochs. Finished runs are kept and read
+again, so an interrupted command continues where it stopped; its wall time then counts the new runs only.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from benchmarks.run import machine
+from stl10_lightning.common.atomic import write_json, write_text
+from stl10_lightning.stages.online_pseudo_label import COLLAPSE_BOUND
+
+HERE = Path(__file__).resolve().parent
+RATIOS = ("0.4", "1", "2", "10")
+ONLINE_RATIOS = ("2", "10")
+COLLAPSE_MARK = "of the confident pseudo-labels are class"  # the collapse warning's words in train.log
+# A smaller projector than the stage's 8192-8192-8192: at 32 px the 8192 projector is ~90 % of a CPU
+# step. 2048 wide is the size commonly used for Barlow Twins on 32 px images.
+BT_PROJECTOR = "2048-2048-2048"
+BATCH = 64  # labeled images a step (FixMatch's B): twice the steps of 128 for the same images
+
+
+@dataclass
+class Row:
+    name: str  # folder under --out, and the table's row
+    what: str  # what the row is, in words
+    arguments: list[str]  # train.py overrides; the plain loop's arguments when plain is True
+    plain: bool = False
+    after: str | None = None  # the row whose finished run this one reads
+
+
+def rows(out: Path, epochs: int, bt_epochs: int) -> list[Row]:
+    budget = [f"trainer.max_epochs={epochs}", f"data.batch_size={BATCH}"]
+    online = ["stage=pseudo_label", "pseudo=online", "pseudo.mu=2", *budget]
+    return [
+        Row("supervised", "supervised, default recipe", ["stage=supervised", *budget]),
+        Row(
+            "plain_loop",
+            "plain PyTorch loop, same recipe (control)",
+            [f"--epochs={epochs}", f"--batch-size={BATCH}"],
+            plain=True,
+        ),
+        Row(
+            "barlow_twins",
+            f"Barlow Twins pretraining ({bt_epochs} epochs, projector {BT_PROJECTOR})",
+            [
+                "stage=barlow_twins",
+                f"trainer.max_epochs={bt_epochs}",
+                f"model.projector={BT_PROJECTOR}",
+                "data.batch_size=128",  # twice the steps of the stage's 256 for the same images
+                "model.warmup_epochs=1",  # the stage's 10 would outlast a short budget
+            ],
+        ),
+        Row(
+            "probe",
+            "linear probe on Barlow Twins",
+            ["stage=linear_probe", f"probe.backbone={out / 'barlow_twins'}"],
+            after="barlow_twins",
+        ),
+        Row(
+            "probe_random",
+            "linear probe on a random init (control)",
+            ["stage=linear_probe", "probe.backbone=random"],
+        ),
+        *(
+            Row(
+                f"offline_{ratio}",
+                f"offline pseudo-label 1:{ratio}",
+                ["stage=pseudo_label", f"ratio={ratio}", f"pseudo.teacher={out / 'supervised'}", *budget],
+                after="supervised",
+            )
+            for ratio in RATIOS
+        ),
+        *(
+            Row(f"online_{ratio}", f"online pseudo-label 1:{ratio}", [*online, f"ratio={ratio}"])
+            for ratio in ONLINE_RATIOS
+        ),
+        Row(
+            "online_2_da",
+            "online 1:2, distribution alignment",
+            [*online, "ratio=2", "pseudo.distribution_alignment=true"],
+        ),
+        Row(
+            "online_2_adaptive",
+            "online 1:2, adaptive thresholds",
+            [*online, "ratio=2", "pseudo.adaptive_threshold=true"],
+        ),
+        Row(
+            "online_2_two_pass",
+            "online 1:2, two forward passes",
+            [*online, "ratio=2", "pseudo.one_pass=false"],
+        ),
+    ]
+
+
+def shared_arguments(args: argparse.Namespace) -> list[str]:
+    return [
+        f"data.root={args.data}",
+        "data.image_size=32",
+        "backbone.stem=imagenet",
+        f"data.labeled_count={args.labeled}",
+        f"seed={args.seed}",
+        "data.num_workers=2",
+        "callbacks.progress_bar=null",
+        *args.override,
+    ]
+
+
+def finished(row: Row, folder: Path) -> bool:
+    if row.plain:
+        return (folder / "result.json").is_file()
+    return (folder / "metrics.json").is_file() and (folder / "config.yaml").is_file()
+
+
+def metrics(row: Row, folder: Path) -> dict:
+    return json.loads((folder / ("result.json" if row.plain else "metrics.json")).read_text())
+
+
+def command(row: Row, args: argparse.Namespace) -> list[str]:
+    folder = args.out / row.name
+    if row.plain:
+        return [
+            sys.executable, "-m", "benchmarks.plain_supervised", f"--root={args.data}", "--image-size=32",
+            "--stem=imagenet", f"--labeled-count={args.labeled}", f"--seed={args.seed}", *row.arguments,
+            f"--out={folder / 'result.json'}",
+        ]  # fmt: skip
+    last = folder / "checkpoints" / "last.ckpt"
+    resume = [f"ckpt_path={last}"] if last.exists() else []  # an interrupted run continues
+    arguments = [*shared_arguments(args), *row.arguments, f"hydra.run.dir={folder}", *resume]
+    return [sys.executable, "train.py", *arguments]
+
+
+def run_all(all_rows: list[Row], args: argparse.Namespace, seconds: dict, timings_file: Path) -> None:
+    """Run the unfinished rows, `args.jobs` at a time, each after the row it reads; stop at a failure.
+
+    Each job gets cores / jobs threads: two one-thread runs of these small models on 2 cores train
+    faster together than one run on both, and threads beyond the free cores make a step several times
+    slower."""
+    waiting = [row for row in all_rows if not finished(row, args.out / row.name)]
+    threads = str(threads_per_job(args.jobs))
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    while waiting or running:
+        ready = [row for row in waiting if row.after is None or finished_row(all_rows, row.after, args.out)]
+        while ready and len(running) < args.jobs:
+            row = ready.pop(0)
+            waiting.remove(row)
+            (args.out / row.name).mkdir(parents=True, exist_ok=True)
+            line = command(row, args)
+            print(f"[quality] {row.name}: {' '.join(line[1:])}", flush=True)
+            log = (args.out / row.name / "quality_command.log").open("w")
+            process = subprocess.Popen(
+                line, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": threads}
+            )
+            running[row.name] = (process, time.perf_counter())
+        time.sleep(2)
+        for name, (process, started) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[name]
+            if process.returncode != 0:
+                for other, _ in running.values():
+                    other.terminate()
+                raise SystemExit(f"error: {name} failed (exit {process.returncode}); see {args.out / name}")
+            seconds[name] = time.perf_counter() - started
+            write_json(timings_file, seconds)
+            print(f"[quality] {name} done in {seconds[name] / 60:.1f} min", flush=True)
+
+
+def threads_per_job(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def finished_row(all_rows: list[Row], name: str, out: Path) -> bool:
+    return finished(next(row for row in all_rows if row.name == name), out / name)
+
+
+def online_notes(folder: Path, summary: dict) -> tuple[str, bool, float | None]:
+    """(notes, collapse warned, the top class's largest share after the first epoch)."""
+    warned = COLLAPSE_MARK in (folder / "train.log").read_text()
+    shares = [share for share in summary.get("top_class_share_by_epoch", [])[1:] if share is not None]
+    top = max(shares) if shares else None
+    precision = [p for p in summary.get("precision_by_epoch", []) if p is not None]
+    notes = (
+        f"mask rate {summary['mask_rate_by_epoch'][-1]:.2f} at the end; top class share after epoch 1 "
+        f"at most {top:.2f}"
+        if top is not None
+        else "no confident pseudo-label"
+    )
+    if precision:
+        notes += f"; precision {min(precision):.2f} at worst, {precision[-1]:.2f} at the end"
+    return notes + ("; **collapse warning**" if warned else "; no collapse warning"), warned, top
+
+
+def offline_notes(summary: dict) -> str:
+    precision = summary.get("val_precision")
+    return (
+        f"kept {summary['kept']:,} of {summary['unlabeled_used']:,} ({summary['kept_frac']:.1%}); "
+        f"precision on val images above the threshold: "
+        + ("none passed" if precision is None else f"{precision:.3f}")
+        + f"; teacher val acc {summary['teacher_val_acc']:.3f}"
+    )
+
+
+def table(all_rows: list[Row], out: Path, seconds: dict) -> tuple[list[str], dict]:
+    lines = ["| run | test acc | macro-F1 | vs supervised | minutes | notes |", "|---|---|---|---|---|---|"]
+    results = {row.name: metrics(row, out / row.name) for row in all_rows}
+    base = results["supervised"]["test/acc"]
+    for row in all_rows:
+        summary, notes = results[row.name], ""
+        accuracy = summary.get("test/acc")
+        if row.name.startswith("online"):
+            notes, summary["warned"], summary["top_share"] = online_notes(out / row.name, summary)
+        elif row.name.startswith("offline"):
+            notes = offline_notes(summary)
+        elif row.name == "barlow_twins":
+            notes = f"kNN val acc {summary.get('knn/acc', float('nan')):.3f} (k=200)"
+        f1 = summary.get("test/f1", float("nan"))
+        cells = (
+            ["-"] * 3
+            if accuracy is None
+            else [f"{accuracy:.2%}", f"{f1:.2%}", f"{(accuracy - base) * 100:+.1f}"]
+        )
+        minutes = f"{seconds[row.name] / 60:.1f}" if row.name in seconds else "?"
+        lines.append(f"| {row.what} | {' | '.join(cells)} | {minutes} | {notes} |")
+    return lines, results
+
+
+def checks(results: dict) -> list[str]:
+    """The issue's bars, each with the figures it compares."""
+    supervised = results["supervised"]["test/acc"]
+    bars = []
+    for ratio in ONLINE_RATIOS:
+        online = results[f"online_{ratio}"]
+        gain = (online["test/acc"] - supervised) * 100
+        bars.append((f"online 1:{ratio} >= supervised + 6 points ({gain:+.1f})", gain >= 6))
+        top = online.get("top_share")
+        bound = COLLAPSE_BOUND / 10
+        bars.append((
+            f"online 1:{ratio}: no collapse warning, top class share after epoch 1 <= {bound:.0%} "
+            f"({'none' if top is None else f'{top:.0%}'})",
+            not online["warned"] and (top is None or top <= bound),
+        ))  # fmt: skip
+    probe = (results["probe"]["test/acc"] - results["probe_random"]["test/acc"]) * 100
+    bars.append((f"Barlow Twins probe >= random-init probe + 8 points ({probe:+.1f})", probe >= 8))
+    plain = (supervised - results["plain_loop"]["test/acc"]) * 100
+    bars.append((f"supervised within 1 point of the plain loop, or ahead ({plain:+.1f})", plain >= -1))
+    return [f"- [{'x' if met else ' '}] {text}" for text, met in bars]
+
+
+def write_report(args: argparse.Namespace, all_rows: list[Row], seconds: dict, wall: float) -> Path:
+    lines, results = table(all_rows, args.out, seconds)
+    total = sum(seconds.get(row.name, 0) for row in all_rows) / 60
+    text = "\n".join([
+        "# Quality on a development set of real photographs",
+        "",
+        "**Development set (CIFAR-10 photos, 32 px), not STL-10.** 5,000 labeled, 2,000 test and 20,000 "
+        "unlabeled CIFAR-10 photos in STL-10's layout; every run here uses a stratified "
+        f"{args.labeled:,} of the labeled images ({args.labeled - 500:,} train + 500 val), so that 1:10 "
+        "fits in the unlabeled set. ResNet-18 with the ImageNet stem, one seed "
+        f"({args.seed}), test accuracy of the best validation epoch.",
+        "",
+        f"Made by `make quality DATA={args.data}` (`python -m benchmarks.quality`) on "
+        f"{datetime.now(timezone.utc):%Y-%m-%d}. Budget: {args.epochs} epochs of batch {BATCH} for every "
+        f"classifier row, {args.bt_epochs} epochs for Barlow Twins; {total:.0f} minutes of runs in all"
+        f" ({wall / 60:.0f} minutes of this command's wall time).",
+        "",
+        *lines,
+        "",
+        "## Checks",
+        "",
+        *checks(results),
+        "",
+        "## Machine",
+        "",
+        *machine(),
+        f"- {args.jobs} runs at a time, {threads_per_job(args.jobs)} torch thread(s) each",
+        "",
+    ])  # fmt: skip
+    write_text(args.report, text)
+    return args.report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="folder that contains stl10_binary/")
+    parser.add_argument("--out", type=Path, default=Path("outputs/quality"))
+    parser.add_argument("--epochs", type=int, default=30, help="epochs of every classifier row")
+    parser.add_argument("--bt-epochs", type=int, default=4, help="epochs of Barlow Twins pretraining")
+    parser.add_argument("--labeled", type=int, default=2000, help="labeled images used (train + val)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    parser.add_argument("--override", action="append", default=[], help="a train.py override for every run")
+    parser.add_argument("--report", type=Path, default=HERE / "QUALITY.md")
+    args = parser.parse_args(argv)
+    all_rows = rows(args.out, args.epochs, args.bt_epochs)
+    timings_file = args.out / "minutes.json"
+    seconds = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    started = time.perf_counter()
+    run_all(all_rows, args, seconds, timings_file)
+    print(f"[quality] wrote {write_report(args, all_rows, seconds, time.perf_counter() - started)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Guards against confirmation bias in online pseudo-labeling, as options of `pseudo=online`.
+
+A model that grows confident on one class labels more and more unlabeled images as that class and trains
+on its own mistakes. Two published guards, each a running statistic of the weak view's predictions:
+
+- DistributionAlignment (ReMixMatch, Berthelot et al. 2020): each weak prediction q is scaled by
+  target / p_model and renormalized, where p_model is the running mean of q and target the labeled
+  images' class frequencies. A class the model over-predicts is scaled down until the pseudo-labels
+  follow the labeled distribution again.
+- SelfAdaptiveThreshold (FreeMatch, Wang et al. 2023): class c's threshold is
+  tau * p(c) / max_k p(k), where tau is the running mean of the top confidence and p the running mean
+  of q. Classes the model rarely predicts get a lower bar; capped at `pseudo.threshold`.
+
+Hand-written: neither torchmetrics nor the other libraries of the stack have them, and each is a few
+tensor operations. The running statistics are buffers: checkpointed, resumed, and fed the mean over
+every process under DDP so that each process keeps the same values.
+"""
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from stl10_lightning.common.distributed import world_size
+
+
+def mean_over_processes(batch_mean: Tensor) -> Tensor:
+    """The batch mean averaged over every process (each holds an equal share of the batch)."""
+    if world_size() == 1:
+        return batch_mean
+    summed = batch_mean.clone()
+    dist.all_reduce(summed)
+    return summed / world_size()
+
+
+class DistributionAlignment(nn.Module):
+    """q -> normalize(q * target / p_model); call `update` with each batch's predictions first."""
+
+    def __init__(self, num_classes: int, momentum: float):
+        super().__init__()
+        self.momentum = momentum
+        uniform = torch.full((num_classes,), 1.0 / num_classes)
+        self.register_buffer("target", uniform.clone())
+        self.register_buffer("model_mean", uniform.clone())
+
+    def set_target(self, labels: Tensor) -> None:
+        """The labeled images' class frequencies (labels 0..C-1); a class with no image keeps a tiny share."""
+        counts = torch.bincount(labels.flatten(), minlength=len(self.target)).float().clamp_min(1e-3)
+        self.target.copy_(counts / counts.sum())
+
+    @torch.no_grad()
+    def update(self, probabilities: Tensor) -> None:
+        batch_mean = mean_over_processes(probabilities.float().mean(dim=0))
+        self.model_mean.lerp_(batch_mean, 1 - self.momentum)
+
+    def forward(self, probabilities: Tensor) -> Tensor:
+        aligned = probabilities * (self.target / self.model_mean.clamp_min(1e-6))
+        return aligned / aligned.sum(dim=1, keepdim=True)
+
+
+class SelfAdaptiveThreshold(nn.Module):
+    """Per-class thresholds tau * p(c) / max p, at most `ceiling`; call `update` with each batch first."""
+
+    def __init__(self, num_classes: int, momentum: float, ceiling: float):
+        super().__init__()
+        self.momentum, self.ceiling = momentum, ceiling
+        # FreeMatch starts both at 1/C: early on the bar is low and most confident guesses are used.
+        self.register_buffer("mean_confidence", torch.tensor(1.0 / num_classes))
+        self.register_buffer("class_mean", torch.full((num_classes,), 1.0 / num_classes))
+
+    @torch.no_grad()
+    def update(self, probabilities: Tensor) -> None:
+        probabilities = probabilities.float()
+        statistics = torch.cat([probabilities.max(dim=1).values.mean()[None], probabilities.mean(dim=0)])
+        statistics = mean_over_processes(statistics)
+        self.mean_confidence.lerp_(statistics[0], 1 - self.momentum)
+        self.class_mean.lerp_(statistics[1:], 1 - self.momentum)
+
+    def thresholds(self) -> Tensor:
+        per_class = self.mean_confidence * self.class_mean / self.class_mean.max()
+        return per_class.clamp_max(self.ceiling)
