@@ -11,8 +11,9 @@ Unlike the offline mode, the labels improve as the model does, and no teacher ru
 
 `one_pass` runs labeled, weak and strong images through the model as one batch, as FixMatch's reference
 code does, so BatchNorm normalizes them with one set of batch statistics. It computes more than two
-passes, since the backward pass runs through the weak images too (benchmarks/online_step.py times both). `distribution_alignment` and `adaptive_threshold` guard against a model that labels one
-class ever more often (losses/pseudo_label_guards.py).
+passes, since the backward pass runs through the weak images too (benchmarks/online_step.py times both).
+`distribution_alignment` and `adaptive_threshold` guard against a model that labels one class ever more
+often (losses/pseudo_label_guards.py).
 """
 
 import logging
