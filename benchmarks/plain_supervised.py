@@ -25,7 +25,6 @@ from torch import nn
 
 from stl10_lightning.data.splits import stratified_split
 from stl10_lightning.data.stl10_binary import STL10Binary, to_upright
-from stl10_lightning.data.transforms import STL10_MEAN, STL10_STD
 from stl10_lightning.models import resnet18
 
 
@@ -38,7 +37,8 @@ def load_split(binary: STL10Binary, split: str, indices: np.ndarray, size: int) 
 
 
 def splits(root: str, labeled_count: int | None, val_size: int, seed: int, size: int) -> dict:
-    """train, val and test (images, labels), the datamodule's stratified, seeded splits."""
+    """train, val and test (images, labels), the datamodule's stratified, seeded splits, and the data's
+    class count and normalization statistics."""
     binary = STL10Binary(root)
     labels = binary.labels("train")
     pool = np.arange(len(labels))
@@ -53,10 +53,13 @@ def splits(root: str, labeled_count: int | None, val_size: int, seed: int, size:
             load_split(binary, "test", np.arange(len(test_labels)), size),
             torch.from_numpy(test_labels),
         ),
+        "classes": binary.num_classes,
+        "mean": torch.tensor(binary.mean)[:, None, None],
+        "std": torch.tensor(binary.std)[:, None, None],
     }
 
 
-def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def augment(images: torch.Tensor, generator: torch.Generator, statistics: tuple) -> torch.Tensor:
     """Reflect-pad-and-crop (1/8 of the side), flip, normalize, then cutout (1/3 of the side), per image."""
     count, _, size, _ = images.shape
     pad = round(0.125 * size)
@@ -67,7 +70,7 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     ])  # fmt: skip
     flip = torch.rand(count, generator=generator) < 0.5
     cropped = torch.where(flip[:, None, None, None], cropped.flip(-1), cropped)
-    normalized = normalize(cropped)
+    normalized = normalize(cropped, *statistics)
     side = round(0.33 * size)
     corners = torch.randint(0, size - side + 1, (count, 2), generator=generator)
     for i, (y, x) in enumerate(corners.tolist()):
@@ -75,8 +78,7 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return normalized
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    mean, std = torch.tensor(STL10_MEAN)[:, None, None], torch.tensor(STL10_STD)[:, None, None]
+def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     return (images - mean) / std
 
 
@@ -88,11 +90,14 @@ def learning_rate_factor(step: int, warmup_steps: int, total_steps: int) -> floa
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict:
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, data: dict) -> dict:
     model.eval()
-    predictions = torch.cat([model(normalize(batch)).argmax(1) for batch in images.split(512)])
+    batches = images.split(512)
+    predictions = torch.cat(
+        [model(normalize(batch, data["mean"], data["std"])).argmax(1) for batch in batches]
+    )
     model.train()
-    classes = int(labels.max()) + 1
+    classes = data["classes"]
     f1 = []
     for c in range(classes):
         true_positive = ((predictions == c) & (labels == c)).sum().item()
@@ -105,7 +110,7 @@ def train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     data = splits(args.root, args.labeled_count, args.val_size, args.seed, args.image_size)
     backbone = resnet18(stem=args.stem)
-    model = nn.Sequential(backbone, nn.Linear(backbone.feature_dim, 10))
+    model = nn.Sequential(backbone, nn.Linear(backbone.feature_dim, data["classes"]))
     weights = [p for p in model.parameters() if p.ndim > 1]
     others = [p for p in model.parameters() if p.ndim <= 1]
     optimizer = torch.optim.SGD(
@@ -125,16 +130,17 @@ def train(args: argparse.Namespace) -> dict:
         order = torch.randperm(len(images), generator=generator)
         for step in range(steps_per_epoch):
             batch = order[step * args.batch_size : (step + 1) * args.batch_size]
-            loss = F.cross_entropy(model(augment(images[batch], generator)), labels[batch])
+            augmented = augment(images[batch], generator, (data["mean"], data["std"]))
+            loss = F.cross_entropy(model(augmented), labels[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-        val = evaluate(model, *data["val"])
+        val = evaluate(model, *data["val"], data)
         if val["acc"] > best:  # the first best epoch, as ModelCheckpoint keeps it
             best, best_state = val["acc"], {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
-    test = evaluate(model, *data["test"])
+    test = evaluate(model, *data["test"], data)
     return {
         "val/acc": best,
         "test/acc": test["acc"],
