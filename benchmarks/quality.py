@@ -20,6 +20,7 @@ again, so an interrupted command continues where it stopped; its wall time then 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -222,6 +223,17 @@ def offline_notes(summary: dict) -> str:
     )
 
 
+def seconds_from_log(folder: Path) -> float | None:
+    """A run's wall time from its train.log's first and last timestamps: for a row this command did not
+    start (e.g. run by hand into its folder)."""
+    log = folder / "train.log"
+    stamps = re.findall(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", log.read_text(), re.M) if log.exists() else []
+    if len(stamps) < 2:
+        return None
+    first, last = (datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S") for stamp in (stamps[0], stamps[-1]))
+    return (last - first).total_seconds()
+
+
 def table(all_rows: list[Row], out: Path, seconds: dict) -> tuple[list[str], dict]:
     lines = ["| run | test acc | macro-F1 | vs supervised | minutes | notes |", "|---|---|---|---|---|---|"]
     results = {row.name: metrics(row, out / row.name) for row in all_rows}
@@ -241,7 +253,8 @@ def table(all_rows: list[Row], out: Path, seconds: dict) -> tuple[list[str], dic
             if accuracy is None
             else [f"{accuracy:.2%}", f"{f1:.2%}", f"{(accuracy - base) * 100:+.1f}"]
         )
-        minutes = f"{seconds[row.name] / 60:.1f}" if row.name in seconds else "?"
+        taken = seconds.get(row.name) or seconds_from_log(out / row.name)
+        minutes = "?" if taken is None else f"{taken / 60:.1f}"
         lines.append(f"| {row.what} | {' | '.join(cells)} | {minutes} | {notes} |")
     return lines, results
 
