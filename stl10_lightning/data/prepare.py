@@ -1,7 +1,7 @@
 """stl10-prepare: convert your own images, once, into the memory-mapped layout every stage reads.
 
     stl10-prepare SRC OUT [--size S] [--strict] [--workers N] [--test-fraction F] [--seed N]
-    stl10-prepare OUT --from cifar10|cifar100|stl10 --root DIR [--size S] ...
+    stl10-prepare OUT --from cifar10|cifar100|stl10 --root DIR [--size S] [--unlabeled-fraction F] ...
     (also: python -m stl10_lightning.data.prepare ...)
 
 SRC holds train/<class>/ (labeled images, one folder per class), optionally test/<class>/ (without it, a
@@ -10,7 +10,8 @@ are made RGB, resized on the short side to S and centre-cropped. OUT then holds 
 labels, class_names.txt and manifest.json with the counts, side, class names and the per-channel mean
 and std of the labeled train images) and skipped.txt (the files that could not be read); train with
 `python train.py data.root=OUT`. OUT is written under a temporary name and renamed at the end, so an
-interrupted conversion leaves no OUT.
+interrupted conversion leaves no OUT. --unlabeled-fraction moves a stratified share of the labeled train
+images into the unlabeled split, without their labels (CIFAR has no unlabeled images of its own).
 """
 
 import argparse
