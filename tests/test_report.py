@@ -66,7 +66,9 @@ def outputs(tmp_path_factory) -> Path:
     make_run(root / "pseudo_label/multirun_x/1", pseudo(0.4, 0.75, 360), *pseudo_label(0.4, "seed=1"))
     make_run(root / "pseudo_label/c", pseudo(10, 0.74, 9000), *pseudo_label(10))
     make_run(root / "pseudo_label/d", pseudo(10, 0.78, 9100), *pseudo_label(10, "seed=1"))
-    online = ("stage=pseudo_label", "pseudo=online", "ratio=0.4")
+    # The online mode with the supervised recipe, so that the supervised runs are its baseline.
+    supervised_recipe = ("optimizer=sgd", "model.warmup_epochs=5", "model.ema=null")
+    online = ("stage=pseudo_label", "pseudo=online", "ratio=0.4", *supervised_recipe)
     make_run(root / "pseudo_label/online", pseudo(0.4, 0.76, 380, mode="online"), *online)
     make_run(root / "pseudo_label/running", None, *pseudo_label(0.4))
     make_run(root / "report/stray", accuracy(0.1))  # this tool's folder: skipped

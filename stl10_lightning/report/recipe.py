@@ -51,7 +51,14 @@ POINTERS = (
 )
 
 # What a row's supervised baseline must share with it. Data: the same images, split and size.
-BASELINE_DATA = ("data.root", "data.image_size", "data.val_size", "data.fold", "data.seed")
+BASELINE_DATA = (
+    "data.root",
+    "data.image_size",
+    "data.val_size",
+    "data.fold",
+    "data.labeled_count",
+    "data.seed",
+)
 # The network: every key of the backbone node, not only its class (a ResNet-18's stem changes it).
 BASELINE_BACKBONE = "backbone"
 # The training recipe a pseudo-label student shares with the supervised stage; nodes compared whole.
