@@ -68,14 +68,23 @@ def _labeled(folder: Path, names: list[str], index: dict[str, int]) -> Split:
     return Split(files, np.array(labels, dtype=np.int64))
 
 
-def _carve_test(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+def _stratified_share(
+    train: Split, fraction: float, seed: int, refusal: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, taken) positions: a stratified, seeded `fraction` of `train` taken, refused with
+    `refusal` (formatted with the count) unless both parts keep at least one image."""
     count = round(fraction * len(train))
     if not 1 <= count < len(train):
-        raise UserError(
-            f"--test-fraction {fraction:g} of {len(train)} labeled images gives {count} test images; give a "
-            "fraction that leaves some for both train and test, or a test/ folder"
-        )
-    kept, test = stratified_split(train.labels, count, seed)
+        raise UserError(refusal.format(count=count))
+    return stratified_split(train.labels, count, seed)
+
+
+def _carve_test(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    kept, test = _stratified_share(
+        train, fraction, seed,
+        f"--test-fraction {fraction:g} of {len(train)} labeled images gives {{count}} test images; give a "
+        "fraction that leaves some for both train and test, or a test/ folder",
+    )  # fmt: skip
     return train.take(kept), train.take(test)
 
 
@@ -166,13 +175,11 @@ def move_to_unlabeled(source: Source, fraction: float, seed: int) -> None:
     """Move a stratified, seeded `fraction` of the labeled train images into unlabeled, without labels:
     a dataset that has no unlabeled images of its own (CIFAR) then serves the semi-supervised stages."""
     train = source.splits["train"]
-    count = round(fraction * len(train))
-    if not 1 <= count < len(train):
-        raise UserError(
-            f"--unlabeled-fraction {fraction:g} of {len(train)} labeled images moves {count}; give a "
-            "fraction that leaves some labeled images and moves at least one"
-        )
-    kept, moved = stratified_split(train.labels, count, seed)
+    kept, moved = _stratified_share(
+        train, fraction, seed,
+        f"--unlabeled-fraction {fraction:g} of {len(train)} labeled images moves {{count}}; give a "
+        "fraction that leaves some labeled images and moves at least one",
+    )  # fmt: skip
     unlabeled = source.splits["unlabeled"]
     extra = train.take(moved, keep_labels=False)
     items = (
