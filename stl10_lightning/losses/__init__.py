@@ -1,7 +1,7 @@
 """The stages' losses beyond plain cross-entropy."""
 
 from stl10_lightning.losses.barlow_twins import BarlowTwinsLoss
-from stl10_lightning.losses.fixmatch import ConsistencyLoss, consistency_loss, masked_consistency
+from stl10_lightning.losses.fixmatch import ConsistencyLoss, consistency_loss, masked_consistency, passes
 from stl10_lightning.losses.pseudo_label_guards import DistributionAlignment, SelfAdaptiveThreshold
 
 __all__ = [
@@ -11,4 +11,5 @@ __all__ = [
     "SelfAdaptiveThreshold",
     "consistency_loss",
     "masked_consistency",
+    "passes",
 ]

@@ -35,7 +35,11 @@ def masked_consistency(
     """The same from the weak view's (possibly aligned) probabilities; `threshold` is one number or one
     per class, applied to each image's pseudo-label class."""
     confidence, pseudo_labels = weak_probabilities.detach().max(dim=1)
-    bar = threshold[pseudo_labels] if isinstance(threshold, torch.Tensor) else threshold
-    mask = confidence >= bar
+    mask = passes(confidence, pseudo_labels, threshold)
     per_sample = F.cross_entropy(strong_logits.float(), pseudo_labels, reduction="none")
     return ConsistencyLoss((per_sample * mask).mean(), mask, pseudo_labels, confidence)
+
+
+def passes(confidence: torch.Tensor, labels: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
+    """Which confidences reach the threshold: one number, or one per class read at each label."""
+    return confidence >= (threshold[labels] if isinstance(threshold, torch.Tensor) else threshold)

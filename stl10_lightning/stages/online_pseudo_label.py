@@ -26,7 +26,7 @@ from torchmetrics import MeanMetric, SumMetric
 
 from stl10_lightning.common.errors import UserError
 from stl10_lightning.data.strong_augment import strong_transform, weak_transform
-from stl10_lightning.losses import DistributionAlignment, SelfAdaptiveThreshold, masked_consistency
+from stl10_lightning.losses import DistributionAlignment, SelfAdaptiveThreshold, masked_consistency, passes
 from stl10_lightning.models.backbone_file import load_backbone
 from stl10_lightning.monitoring.classification_metrics import class_names
 from stl10_lightning.stages.offline_pseudo_label import check_threshold
@@ -216,7 +216,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         # The labeled images' pseudo-labels, made as the unlabeled ones are: how precise the used labels are.
         confidence, guess = self._aligned(labeled_guess.float().softmax(dim=1)).max(dim=1)
         threshold = self._threshold()
-        passed = confidence >= (threshold[guess] if isinstance(threshold, torch.Tensor) else threshold)
+        passed = passes(confidence, guess, threshold)
         self.labeled_mask_rate.update(passed.float())
         self.log("pseudo/labeled_mask_rate", self.labeled_mask_rate, on_step=False, on_epoch=True)
         self.labeled_passed.update(passed.sum())
