@@ -112,7 +112,7 @@ def truncated(path: Path) -> Path:
             lambda p: lightning_checkpoint(
                 p, hyper_parameters={"backbone": {}, "projector": "64", "lambd": 0.005}
             ),
-            r"holds another stage's model than stage=supervised \(settings \['lambd', 'projector'\]",
+            r"holds another model than stage=supervised builds \(settings \['lambd', 'projector'\]",
         ),
     ],
     ids=["truncated", "a backbone file", "newer Lightning", "another stage"],

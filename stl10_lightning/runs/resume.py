@@ -63,10 +63,12 @@ def check_checkpoint(ckpt_path: str, cfg: DictConfig) -> None:
     saved = set(checkpoint.get("hyper_parameters", {}))
     wanted = {key for key in cfg.model if not str(key).startswith("_")}  # what the module saves
     if saved != wanted:
+        # A checkpoint of this stage from a version with other model settings differs in a few keys only.
         raise UserError(
-            f"ckpt_path={ckpt_path} holds another stage's model than stage={cfg.stage.name} (settings "
-            f"{sorted(saved - wanted)[:3]} instead of {sorted(wanted - saved)[:3]}); resume it with the "
-            "stage that wrote it"
+            f"ckpt_path={ckpt_path} holds another model than stage={cfg.stage.name} builds (settings "
+            f"{sorted(saved - wanted)[:3]} instead of {sorted(wanted - saved)[:3]}): another stage or mode "
+            "wrote it, or a version of stl10-lightning with other settings; resume it with the stage and "
+            "version that wrote it, or start a new run"
         )
 
 
