@@ -235,6 +235,7 @@ def test_tensorboard_shows_every_panel_and_metrics_json_the_mode(make_cfg, tmp_p
     assert [event.step for event in events.Histograms("pseudo/masked_labels")] == [0, 1]
     counts = summary["masked_per_class_last_epoch"]
     assert summary["top_class_share_by_epoch"][-1] == round(max(counts) / sum(counts), 4)
+    assert summary["masked_by_epoch"] == [256, 256]
     assert "pseudo/top_class_share" in events.Tags()["scalars"]
 
 

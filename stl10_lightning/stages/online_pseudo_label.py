@@ -137,6 +137,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         self.mask_rate_by_epoch: list[float] = []
         self.precision_by_epoch: list[float | None] = []
         self.masked_per_class_last_epoch: list[int] = []
+        self.masked_by_epoch: list[int] = []  # confident unlabeled pseudo-labels: how much a share rests on
         self.top_class_share_by_epoch: list[float | None] = []
 
     def setup(self, stage: str) -> None:
@@ -240,6 +241,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         self.mask_rate_by_epoch.append(round(float(epoch["pseudo/mask_rate_epoch"]), 4))
         self.precision_by_epoch.append(round(correct / passed, 4) if passed else None)
         self.masked_per_class_last_epoch = counts
+        self.masked_by_epoch.append(sum(counts))
         if passed:  # otherwise there is no precision, and no point rather than TensorBoard's NaN marker
             self.log("pseudo/precision", correct / passed, on_step=False, on_epoch=True)
         share = max(counts) / sum(counts) if sum(counts) else None
@@ -268,6 +270,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         checkpoint["mask_rate_by_epoch"] = self.mask_rate_by_epoch
         checkpoint["precision_by_epoch"] = self.precision_by_epoch
         checkpoint["top_class_share_by_epoch"] = self.top_class_share_by_epoch
+        checkpoint["masked_by_epoch"] = self.masked_by_epoch
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
@@ -275,6 +278,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             self.mask_rate_by_epoch = list(checkpoint.get("mask_rate_by_epoch", []))
             self.precision_by_epoch = list(checkpoint.get("precision_by_epoch", []))
             self.top_class_share_by_epoch = list(checkpoint.get("top_class_share_by_epoch", []))
+            self.masked_by_epoch = list(checkpoint.get("masked_by_epoch", []))
 
     def run_summary(self, run_dir: Path) -> dict:
         datamodule = self.trainer.datamodule
@@ -293,4 +297,5 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             "precision_by_epoch": self.precision_by_epoch,
             "masked_per_class_last_epoch": self.masked_per_class_last_epoch,
             "top_class_share_by_epoch": self.top_class_share_by_epoch,
+            "masked_by_epoch": self.masked_by_epoch,
         }
