@@ -1,9 +1,9 @@
 """`make quality DATA=data/realdev`: the study on real photographs at a CPU budget, with its controls, and
 benchmarks/QUALITY.md with the table and the checks it must pass.
 
-    python -m benchmarks.quality --data data/realdev [--out outputs/quality] [--epochs 100] [--ablations]
+    python -m benchmarks.quality --data data/realdev [--out outputs/quality] [--seeds 0 1 2] [--ablations]
 
-Every row is one `python train.py` run (or the plain loop), in its own folder under --out, all at 32 px
+Every row is one `python train.py` run (or the plain loop) per seed, in --out/seed<seed>/<row>, all at 32 px
 with the ImageNet stem, on a stratified `--labeled` images of the labeled pool (so that 1:10 exists on a
 set of 20,000 unlabeled images):
 
@@ -13,14 +13,15 @@ set of 20,000 unlabeled images):
 - online pseudo-labeling at 1:2 and 1:10 with the default recipe (distribution alignment); with
   --ablations also with no guard, and at 1:2 with adaptive thresholds and with two forward passes.
 
-Classifier rows share the labeled batches: batch 64, `--epochs` epochs. Finished runs are kept and read
-again, so an interrupted command continues where it stopped; its wall time then counts the new runs only.
+Classifier rows share the labeled batches: batch 64, `--epochs` epochs. A table row is one recipe, its
+figures averaged over the seeds. Finished runs are kept and read again, so an interrupted command continues
+where it stopped, and a later call with more seeds runs only the new ones; its wall time then counts the new
+runs only.
 """
 
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -28,14 +29,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks.quality_report import ONLINE_RATIOS, Result, checks, seconds_from_log, table
 from benchmarks.run import machine
 from stl10_lightning.common.atomic import write_json, write_text
-from stl10_lightning.stages.online_pseudo_label import COLLAPSE_BOUND, MIN_MASKED_PER_CLASS
 
 HERE = Path(__file__).resolve().parent
 RATIOS = ("0.4", "1", "2", "10")
-ONLINE_RATIOS = ("2", "10")
-COLLAPSE_MARK = "of the confident pseudo-labels are class"  # the collapse warning's words in train.log
 # A smaller projector than the stage's 8192-8192-8192: at 32 px the 8192 projector is ~90 % of a CPU
 # step. 2048 wide is the size commonly used for Barlow Twins on 32 px images.
 BT_PROJECTOR = "2048-2048-2048"
@@ -130,191 +129,143 @@ def online_ablations(online: list[str]) -> list[Row]:
     ]
 
 
-def shared_arguments(args: argparse.Namespace) -> list[str]:
+@dataclass
+class Job:
+    """One row's run at one seed, in --out/seed<seed>/<row>."""
+
+    seed: int
+    row: Row
+    folder: Path
+
+    @property
+    def key(self) -> str:  # in minutes.json
+        return f"{self.folder.parent.name}/{self.row.name}"
+
+
+def jobs(args: argparse.Namespace) -> list[Job]:
+    """Every row at every seed; a row reads the runs of its own seed (teacher, pretrained backbone)."""
+    found = []
+    for seed in args.seeds:
+        out = args.out / f"seed{seed}"
+        found += [
+            Job(seed, row, out / row.name) for row in rows(out, args.epochs, args.bt_epochs, args.ablations)
+        ]
+    return found
+
+
+def shared_arguments(args: argparse.Namespace, seed: int) -> list[str]:
     return [
         f"data.root={args.data}",
         "data.image_size=32",
         "backbone.stem=imagenet",
         f"data.labeled_count={args.labeled}",
-        f"seed={args.seed}",
+        f"seed={seed}",
         "data.num_workers=2",
         "callbacks.progress_bar=null",
         *args.override,
     ]
 
 
-def finished(row: Row, folder: Path) -> bool:
-    if row.plain:
-        return (folder / "result.json").is_file()
-    return (folder / "metrics.json").is_file() and (folder / "config.yaml").is_file()
+def finished(job: Job) -> bool:
+    if job.row.plain:
+        return (job.folder / "result.json").is_file()
+    return (job.folder / "metrics.json").is_file() and (job.folder / "config.yaml").is_file()
 
 
-def metrics(row: Row, folder: Path) -> dict:
-    return json.loads((folder / ("result.json" if row.plain else "metrics.json")).read_text())
+def metrics(job: Job) -> dict:
+    return json.loads((job.folder / ("result.json" if job.row.plain else "metrics.json")).read_text())
 
 
-def command(row: Row, args: argparse.Namespace) -> list[str]:
-    folder = args.out / row.name
-    if row.plain:
+def command(job: Job, args: argparse.Namespace) -> list[str]:
+    if job.row.plain:
         return [
             sys.executable, "-m", "benchmarks.plain_supervised", f"--root={args.data}", "--image-size=32",
-            "--stem=imagenet", f"--labeled-count={args.labeled}", f"--seed={args.seed}", *row.arguments,
-            f"--out={folder / 'result.json'}",
+            "--stem=imagenet", f"--labeled-count={args.labeled}", f"--seed={job.seed}", *job.row.arguments,
+            f"--out={job.folder / 'result.json'}",
         ]  # fmt: skip
-    last = folder / "checkpoints" / "last.ckpt"
+    last = job.folder / "checkpoints" / "last.ckpt"
     resume = [f"ckpt_path={last}"] if last.exists() else []  # an interrupted run continues
-    arguments = [*shared_arguments(args), *row.arguments, f"hydra.run.dir={folder}", *resume]
+    arguments = [
+        *shared_arguments(args, job.seed),
+        *job.row.arguments,
+        f"hydra.run.dir={job.folder}",
+        *resume,
+    ]
     return [sys.executable, "train.py", *arguments]
 
 
-def run_all(all_rows: list[Row], args: argparse.Namespace, seconds: dict, timings_file: Path) -> None:
-    """Run the unfinished rows, `args.jobs` at a time, each after the row it reads; stop at a failure.
+def run_all(all_jobs: list[Job], args: argparse.Namespace, seconds: dict, timings_file: Path) -> None:
+    """Run the unfinished jobs, `args.jobs` at a time, each after the run it reads; stop at a failure.
 
     Each job gets cores / jobs threads: two one-thread runs of these small models on 2 cores train
     faster together than one run on both, and threads beyond the free cores make a step several times
     slower."""
-    waiting = sorted(
-        (row for row in all_rows if not finished(row, args.out / row.name)), key=lambda r: not r.long
-    )
+    waiting = sorted((job for job in all_jobs if not finished(job)), key=lambda job: not job.row.long)
     threads = str(threads_per_job(args.jobs))
-    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    running: dict[str, tuple[Job, subprocess.Popen, float]] = {}
     while waiting or running:
-        ready = [row for row in waiting if row.after is None or finished_row(all_rows, row.after, args.out)]
+        ready = [job for job in waiting if job.row.after is None or finished(reads(all_jobs, job))]
         while ready and len(running) < args.jobs:
-            row = ready.pop(0)
-            waiting.remove(row)
-            (args.out / row.name).mkdir(parents=True, exist_ok=True)
-            line = command(row, args)
-            print(f"[quality] {row.name}: {' '.join(line[1:])}", flush=True)
-            log = (args.out / row.name / "quality_command.log").open("w")
+            job = ready.pop(0)
+            waiting.remove(job)
+            job.folder.mkdir(parents=True, exist_ok=True)
+            line = command(job, args)
+            print(f"[quality] {job.key}: {' '.join(line[1:])}", flush=True)
+            log = (job.folder / "quality_command.log").open("w")
             process = subprocess.Popen(
                 line, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": threads}
             )
-            running[row.name] = (process, time.perf_counter())
+            running[job.key] = (job, process, time.perf_counter())
         time.sleep(2)
-        for name, (process, started) in list(running.items()):
+        for key, (job, process, started) in list(running.items()):
             if process.poll() is None:
                 continue
-            del running[name]
+            del running[key]
             if process.returncode != 0:
-                for other, _ in running.values():
+                for _, other, _ in running.values():
                     other.terminate()
-                raise SystemExit(f"error: {name} failed (exit {process.returncode}); see {args.out / name}")
-            seconds[name] = time.perf_counter() - started
+                raise SystemExit(f"error: {key} failed (exit {process.returncode}); see {job.folder}")
+            seconds[key] = time.perf_counter() - started
             write_json(timings_file, seconds)
-            print(f"[quality] {name} done in {seconds[name] / 60:.1f} min", flush=True)
+            print(f"[quality] {key} done in {seconds[key] / 60:.1f} min", flush=True)
 
 
 def threads_per_job(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
-def finished_row(all_rows: list[Row], name: str, out: Path) -> bool:
-    return finished(next(row for row in all_rows if row.name == name), out / name)
+def reads(all_jobs: list[Job], job: Job) -> Job:
+    """The job whose finished run `job` reads: its `after` row at the same seed."""
+    return next(other for other in all_jobs if other.seed == job.seed and other.row.name == job.row.after)
 
 
-def online_notes(folder: Path, summary: dict) -> tuple[str, bool, float | None]:
-    """(notes, collapse warned, the top class's largest share after the first epoch).
-
-    A share counts from the epoch's MIN_MASKED_PER_CLASS x classes confident labels on, as the warning
-    judges it: 4 labels of one class out of 4 say nothing about a collapse."""
-    warned = COLLAPSE_MARK in (folder / "train.log").read_text()
-    enough = MIN_MASKED_PER_CLASS * len(summary.get("masked_per_class_last_epoch") or range(10))
-    by_epoch = summary.get("top_class_share_by_epoch", [])
-    masked = summary.get("masked_by_epoch") or [enough] * len(by_epoch)  # a run from before the count
-    shares = [share for share, count in list(zip(by_epoch, masked, strict=True))[1:] if count >= enough]
-    top = max(shares) if shares else None
-    precision = [p for p in summary.get("precision_by_epoch", []) if p is not None]
-    notes = f"mask rate {summary['mask_rate_by_epoch'][-1]:.2f} at the end; " + (
-        f"top class share after epoch 1 at most {top:.2f} (epochs with {enough} confident labels or more)"
-        if top is not None
-        else f"no epoch after the first with {enough} confident labels"
+def write_report(args: argparse.Namespace, all_jobs: list[Job], seconds: dict, wall: float) -> Path:
+    results: dict[str, Result] = {}
+    run_minutes: dict[str, list[float | None]] = {}
+    for job in all_jobs:
+        result = results.setdefault(job.row.name, Result(job.row.what, [], []))
+        result.runs.append(metrics(job))
+        result.folders.append(job.folder)
+        taken = seconds.get(job.key) or seconds_from_log(job.folder)
+        run_minutes.setdefault(job.row.name, []).append(None if taken is None else taken / 60)
+    minutes = {
+        name: None if None in taken else sum(taken) / len(taken) for name, taken in run_minutes.items()
+    }
+    total = sum(taken or 0 for each in run_minutes.values() for taken in each)
+    lines = table(results, args.seeds, minutes)
+    seeds = (
+        f"one seed ({args.seeds[0]})"
+        if len(args.seeds) == 1
+        else f"seeds {', '.join(map(str, args.seeds))} (mean ± standard deviation over them; minutes per run)"
     )
-    if precision:
-        notes += f"; precision {min(precision):.2f} at worst, {precision[-1]:.2f} at the end"
-    return notes + ("; **collapse warning**" if warned else "; no collapse warning"), warned, top
-
-
-def offline_notes(summary: dict) -> str:
-    precision = summary.get("val_precision")
-    return (
-        f"kept {summary['kept']:,} of {summary['unlabeled_used']:,} ({summary['kept_frac']:.1%}); "
-        f"precision on val images above the threshold: "
-        + ("none passed" if precision is None else f"{precision:.3f}")
-        + f"; teacher val acc {summary['teacher_val_acc']:.3f}"
-    )
-
-
-def seconds_from_log(folder: Path) -> float | None:
-    """A run's wall time from its train.log's first and last timestamps: for a row this command did not
-    start (e.g. run by hand into its folder)."""
-    log = folder / "train.log"
-    stamps = re.findall(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", log.read_text(), re.M) if log.exists() else []
-    if len(stamps) < 2:
-        return None
-    first, last = (datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S") for stamp in (stamps[0], stamps[-1]))
-    return (last - first).total_seconds()
-
-
-def table(all_rows: list[Row], out: Path, seconds: dict) -> tuple[list[str], dict]:
-    lines = ["| run | test acc | macro-F1 | vs supervised | minutes | notes |", "|---|---|---|---|---|---|"]
-    results = {row.name: metrics(row, out / row.name) for row in all_rows}
-    base = results["supervised"]["test/acc"]
-    for row in all_rows:
-        summary, notes = results[row.name], ""
-        accuracy = summary.get("test/acc")
-        if row.name.startswith("online"):
-            notes, summary["warned"], summary["top_share"] = online_notes(out / row.name, summary)
-        elif row.name.startswith("offline"):
-            notes = offline_notes(summary)
-        elif row.name == "barlow_twins":
-            notes = f"kNN val acc {summary.get('knn/acc', float('nan')):.3f} (k=200)"
-        f1 = summary.get("test/f1", float("nan"))
-        cells = (
-            ["-"] * 3
-            if accuracy is None
-            else [f"{accuracy:.2%}", f"{f1:.2%}", f"{(accuracy - base) * 100:+.1f}"]
-        )
-        taken = seconds.get(row.name) or seconds_from_log(out / row.name)
-        minutes = "?" if taken is None else f"{taken / 60:.1f}"
-        lines.append(f"| {row.what} | {' | '.join(cells)} | {minutes} | {notes} |")
-    return lines, results
-
-
-def checks(results: dict) -> list[str]:
-    """The issue's bars, each with the figures it compares."""
-    supervised = results["supervised"]["test/acc"]
-    bars = []
-    for ratio in ONLINE_RATIOS:
-        online = results[f"online_{ratio}_da"]
-        gain = (online["test/acc"] - supervised) * 100
-        bars.append((f"online 1:{ratio} >= supervised + 6 points ({gain:+.1f})", gain >= 6))
-        top = online.get("top_share")
-        bound = COLLAPSE_BOUND / 10
-        bars.append((
-            f"online 1:{ratio}: no collapse warning, top class share after epoch 1 <= {bound:.0%} "
-            f"({'none' if top is None else f'{top:.0%}'})",
-            not online["warned"] and (top is None or top <= bound),
-        ))  # fmt: skip
-    probe = (results["probe"]["test/acc"] - results["probe_random"]["test/acc"]) * 100
-    bars.append((f"Barlow Twins probe >= random-init probe + 8 points ({probe:+.1f})", probe >= 8))
-    plain = (supervised - results["plain_loop"]["test/acc"]) * 100
-    bars.append((f"supervised within 1 point of the plain loop, or ahead ({plain:+.1f})", plain >= -1))
-    return [f"- [{'x' if met else ' '}] {text}" for text, met in bars]
-
-
-def write_report(args: argparse.Namespace, all_rows: list[Row], seconds: dict, wall: float) -> Path:
-    lines, results = table(all_rows, args.out, seconds)
-    taken = [seconds.get(row.name) or seconds_from_log(args.out / row.name) or 0 for row in all_rows]
-    total = sum(taken) / 60
     text = "\n".join([
         "# Quality on a development set of real photographs",
         "",
         "**Development set (CIFAR-10 photos, 32 px), not STL-10.** 5,000 labeled, 2,000 test and 20,000 "
         "unlabeled CIFAR-10 photos in STL-10's layout; every run here uses a stratified "
         f"{args.labeled:,} of the labeled images ({args.labeled - 500:,} train + 500 val), so that 1:10 "
-        "fits in the unlabeled set. ResNet-18 with the ImageNet stem, one seed "
-        f"({args.seed}), test accuracy of the best validation epoch.",
+        f"fits in the unlabeled set. ResNet-18 with the ImageNet stem, {seeds}, test accuracy of the best "
+        "validation epoch.",
         "",
         f"Made by `make quality DATA={args.data}` (`python -m benchmarks.quality`) on "
         f"{datetime.now(timezone.utc):%Y-%m-%d}. Budget: {args.epochs} epochs of batch {BATCH} for every "
@@ -347,21 +298,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--ablations",
         action="store_true",
-        help="also the online runs without a guard, with adaptive "
-        "thresholds and with two passes (about 2 more hours)",
+        help="also the online runs without a guard, with adaptive thresholds and with two passes (about 2 "
+        "more hours)",
     )
     parser.add_argument("--labeled", type=int, default=2000, help="labeled images used (train + val)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="each row runs at each seed")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
     parser.add_argument("--override", action="append", default=[], help="a train.py override for every run")
     parser.add_argument("--report", type=Path, default=HERE / "QUALITY.md")
     args = parser.parse_args(argv)
-    all_rows = rows(args.out, args.epochs, args.bt_epochs, args.ablations)
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed; give each seed once")
+    all_jobs = jobs(args)
     timings_file = args.out / "minutes.json"
     seconds = json.loads(timings_file.read_text()) if timings_file.exists() else {}
     started = time.perf_counter()
-    run_all(all_rows, args, seconds, timings_file)
-    print(f"[quality] wrote {write_report(args, all_rows, seconds, time.perf_counter() - started)}")
+    run_all(all_jobs, args, seconds, timings_file)
+    print(f"[quality] wrote {write_report(args, all_jobs, seconds, time.perf_counter() - started)}")
 
 
 if __name__ == "__main__":
