@@ -76,15 +76,6 @@ def rows(out: Path, epochs: int, bt_epochs: int, ablations: bool) -> list[Row]:
             ],
             long=True,
         ),
-        *(
-            Row(
-                f"offline_{ratio}",
-                f"offline pseudo-label 1:{ratio}",
-                ["stage=pseudo_label", f"ratio={ratio}", f"pseudo.teacher={out / 'supervised'}", *budget],
-                after="supervised",
-            )
-            for ratio in RATIOS
-        ),
         Row(
             "probe",
             "linear probe on Barlow Twins",
@@ -95,6 +86,15 @@ def rows(out: Path, epochs: int, bt_epochs: int, ablations: bool) -> list[Row]:
             "probe_random",
             "linear probe on a random init (control)",
             ["stage=linear_probe", "probe.backbone=random"],
+        ),
+        *(
+            Row(
+                f"offline_{ratio}",
+                f"offline pseudo-label 1:{ratio}",
+                ["stage=pseudo_label", f"ratio={ratio}", f"pseudo.teacher={out / 'supervised'}", *budget],
+                after="supervised",
+            )
+            for ratio in RATIOS
         ),
         *(
             Row(
