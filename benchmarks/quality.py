@@ -298,8 +298,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--ablations",
         action="store_true",
-        help="also the online runs without a guard, with adaptive thresholds and with two passes (about 2 "
-        "more hours)",
+        help="also the online runs without a guard, with adaptive thresholds and with two passes (about an "
+        "hour more on 2 cores)",
     )
     parser.add_argument("--labeled", type=int, default=2000, help="labeled images used (train + val)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="each row runs at each seed")
