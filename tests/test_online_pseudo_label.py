@@ -245,6 +245,9 @@ def test_an_epoch_whose_pseudo_labels_pile_onto_one_class_is_flagged():
     assert collapse_warning(piled, names, 6).startswith(
         "epoch 6: 89% of the confident pseudo-labels are class 'c0', above 30% (3x a balanced class's share)"
     )
+    assert "above 30% (3x a balanced class's share); precision on the labeled batch 0.17: " in (
+        collapse_warning(piled, names, 6, precision=0.17)
+    )
     assert collapse_warning([31, *[11] * 9], names, 6) is None  # 24 %: under 3x a tenth
     assert collapse_warning([40, *[0] * 9], names, 0) is None  # 40 labels: too few to judge
 
@@ -358,6 +361,8 @@ def test_the_collapse_warning_reaches_the_log(make_cfg, caplog, monkeypatch):
     train(make_cfg(*ONLINE, "ratio=0.4", "pseudo.mu=2", "pseudo.threshold=0.1", "debug=fast_dev_run"))
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
     assert any(
-        message.startswith("epoch 1: ") and "of the confident pseudo-labels are class" in message
+        message.startswith("epoch 1: ")
+        and "of the confident pseudo-labels are class" in message
+        and "precision on the labeled batch" in message
         for message in warnings
     ), warnings

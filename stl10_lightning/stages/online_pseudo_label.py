@@ -46,16 +46,22 @@ COLLAPSE_BOUND = 3.0
 MIN_MASKED_PER_CLASS = 10
 
 
-def collapse_warning(counts: list[int], names: list[str], epoch: int) -> str | None:
-    """The warning for an epoch's masked pseudo-labels per class, or None when they look spread enough."""
+def collapse_warning(
+    counts: list[int], names: list[str], epoch: int, precision: float | None = None
+) -> str | None:
+    """The warning for an epoch's masked pseudo-labels per class, or None when they look spread enough.
+    `precision`, the epoch's pseudo-label precision on the labeled batch, tells a model that labels its
+    own mistakes (low) from one that is sure of an easy class first (high)."""
     total, top = sum(counts), max(range(len(counts)), key=counts.__getitem__)
     bound = COLLAPSE_BOUND / len(counts)
     if total < MIN_MASKED_PER_CLASS * len(counts) or counts[top] / total <= bound:
         return None
+    measured = "" if precision is None else f"; precision on the labeled batch {precision:.2f}"
     return (
         f"epoch {epoch}: {counts[top] / total:.0%} of the confident pseudo-labels are class {names[top]!r}, "
-        f"above {bound:.0%} ({COLLAPSE_BOUND:g}x a balanced class's share): the model may be training on "
-        "its own mistakes; see pseudo/top_class_share, pseudo/precision and pseudo/masked_labels"
+        f"above {bound:.0%} ({COLLAPSE_BOUND:g}x a balanced class's share){measured}: the model may be "
+        "training on its own mistakes (low precision) or label one easy class first (high precision); see "
+        "pseudo/top_class_share, pseudo/precision and pseudo/masked_labels"
     )
 
 
@@ -250,7 +256,8 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             self.log("pseudo/top_class_share", share, on_step=False, on_epoch=True)
             self._add_histogram(torch.tensor(counts))
             names = class_names(self, self.hparams.num_classes)
-            warning = collapse_warning(counts, names, self.current_epoch + 1)  # counted from 1, as the log
+            precision = correct / passed if passed else None
+            warning = collapse_warning(counts, names, self.current_epoch + 1, precision)  # epochs from 1
             # The counts are synced: one line from rank 0, not one from every process.
             if warning is not None and self.trainer.is_global_zero:
                 log.warning(warning)
