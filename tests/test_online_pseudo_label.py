@@ -326,7 +326,7 @@ def test_resume_accepts_the_same_mode_and_refuses_the_other(make_cfg, finished_r
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     check_checkpoint(str(last), make_cfg(*ONLINE, *short))
     offline = make_cfg("stage=pseudo_label", f"pseudo.teacher={finished_run[0]}", "data.val_size=100", *short)
-    with pytest.raises(UserError, match=r"holds another stage.s model than stage=pseudo_label"):
+    with pytest.raises(UserError, match=r"holds another model than stage=pseudo_label builds"):
         check_checkpoint(str(last), offline)
 
 
