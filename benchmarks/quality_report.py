@@ -64,10 +64,9 @@ def offline_notes(summary: dict) -> str:
 
 
 def run_notes(name: str, folder: Path, summary: dict) -> str:
-    """What a row's run shows besides its accuracy; online runs also record `warned` and `top_share`."""
+    """What a row's run shows besides its accuracy."""
     if name.startswith("online"):
-        notes, summary["warned"], summary["top_share"] = online_notes(folder, summary)
-        return notes
+        return online_notes(folder, summary)[0]
     if name.startswith("offline"):
         return offline_notes(summary)
     if name == "barlow_twins":
@@ -114,20 +113,23 @@ def table(results: dict[str, Result], seeds: list[int], minutes: dict[str, float
 
 def checks(results: dict[str, Result]) -> list[str]:
     """The issue's bars, each with the figures it compares (means over the seeds; a collapse in any seed
-    counts). Call after `table`, which reads each online run's collapse figures."""
+    counts)."""
     supervised = results["supervised"].mean("test/acc")
     bars = []
     for ratio in ONLINE_RATIOS:
         online = results[f"online_{ratio}_da"]
         gain = (online.mean("test/acc") - supervised) * 100
         bars.append((f"online 1:{ratio} >= supervised + 6 points ({gain:+.1f})", gain >= 6))
-        shares = [run["top_share"] for run in online.runs if run["top_share"] is not None]
+        collapse = [
+            online_notes(folder, run)[1:] for run, folder in zip(online.runs, online.folders, strict=True)
+        ]
+        shares = [share for _, share in collapse if share is not None]
         top = max(shares) if shares else None
         bound = COLLAPSE_BOUND / 10
         bars.append((
             f"online 1:{ratio}: no collapse warning, top class share after epoch 1 <= {bound:.0%} "
             f"({'none' if top is None else f'{top:.0%}'})",
-            not any(run["warned"] for run in online.runs) and (top is None or top <= bound),
+            not any(warned for warned, _ in collapse) and (top is None or top <= bound),
         ))  # fmt: skip
     probe = (results["probe"].mean("test/acc") - results["probe_random"].mean("test/acc")) * 100
     bars.append((f"Barlow Twins probe >= random-init probe + 8 points ({probe:+.1f})", probe >= 8))
