@@ -8,11 +8,9 @@ and strong images. Both sides run the stage's own `training_step` on the same ba
 the ImageNet stem at 32 px, a labeled batch of 64 and mu 2, CPU, one thread), with SGD steps between.
 """
 
-import statistics
-
 import torch
 
-from benchmarks.timing import alternate, cpu_seconds, median_ratio, one_thread, print_rows
+from benchmarks.timing import alternate, cpu_seconds, one_thread, print_rows, ratio_row
 from stl10_lightning.stages import OnlinePseudoLabelModule
 
 BACKBONE = {"_target_": "stl10_lightning.models.resnet18", "stem": "imagenet"}
@@ -51,16 +49,15 @@ def run(quick: bool = False) -> list[dict]:
             rounds,
         )
     return [
-        {
-            "benchmark": "online pseudo-label step, one forward pass vs two",
-            "ours": statistics.median(ours),
-            "baseline": statistics.median(baseline),
-            "unit": "steps/CPU-s",
-            "ratio": median_ratio(ours, baseline),
-            "goal": "",  # informational: one pass also backpropagates through the weak images
-            "setup": f"ResNet-18 (ImageNet stem), {SIZE} px, {LABELED} labeled + {MU}x{LABELED} unlabeled, "
+        ratio_row(
+            benchmark="online pseudo-label step, one forward pass vs two",
+            ours=ours,
+            baseline=baseline,
+            unit="steps/CPU-s",
+            goal="",  # informational: one pass also backpropagates through the weak images
+            setup=f"ResNet-18 (ImageNet stem), {SIZE} px, {LABELED} labeled + {MU}x{LABELED} unlabeled, "
             f"CPU, 1 thread; {steps} steps after {warmup}, medians of {rounds} alternating rounds",
-        }
+        )
     ]
 
 

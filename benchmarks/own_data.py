@@ -17,7 +17,6 @@ quality 90, in SRC/train/<class>/ (the test share is carved out).
 """
 
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 from PIL import Image
 
 from benchmarks.cached_data import CACHE, synthetic_root
-from benchmarks.timing import alternate, cpu_seconds, median_ratio, one_thread, print_rows
+from benchmarks.timing import alternate, cpu_seconds, one_thread, print_rows, ratio_row
 from stl10_lightning.data import STL10DataModule, synthetic
 from stl10_lightning.data.image_files import image_files, square, to_rgb
 from stl10_lightning.data.prepare import prepare
@@ -80,17 +79,16 @@ def preparation(src: Path, scratch: Path, rounds: int) -> tuple[dict, Path]:
         ours.append(len(files) / (time.perf_counter() - start))
         start = time.perf_counter()
         baseline.append(plain_decode(files) / (time.perf_counter() - start))
-    row = {
-        "benchmark": "stl10-prepare, JPEG folder -> prepared layout",
-        "ours": statistics.median(ours),
-        "baseline": statistics.median(baseline),
-        "unit": "images/s",
-        "ratio": median_ratio(ours, baseline),
-        "goal": "info",
-        "setup": f"{len(files):,} JPEGs of {PHOTO[0]}x{PHOTO[1]} to {SIDE} px; ours {os.cpu_count()} worker "
+    row = ratio_row(
+        benchmark="stl10-prepare, JPEG folder -> prepared layout",
+        ours=ours,
+        baseline=baseline,
+        unit="images/s",
+        goal="info",
+        setup=f"{len(files):,} JPEGs of {PHOTO[0]}x{PHOTO[1]} to {SIDE} px; ours {os.cpu_count()} worker "
         f"processes, JPEG draft decoding, writing; baseline: PIL open, RGB and resize in one plain loop, "
         f"nothing written; medians of {rounds} rounds",
-    }
+    )
     return row, scratch / "prepared_0"
 
 
@@ -114,16 +112,15 @@ def reading(prepared: Path, rounds: int) -> dict:
     with one_thread():
         read_passes(prepared), read_passes(stl10)  # warm the page cache
         ours, baseline = alternate(lambda: read_passes(prepared), lambda: read_passes(stl10), rounds)
-    return {
-        "benchmark": "reading a prepared folder vs the STL-10 layout",
-        "ours": statistics.median(ours),
-        "baseline": statistics.median(baseline),
-        "unit": "images/CPU-s",
-        "ratio": median_ratio(ours, baseline),
-        "goal": ">= 0.9x",
-        "setup": f"{PASSES} shuffled passes of the train loader (batch 128, in-process) over "
+    return ratio_row(
+        benchmark="reading a prepared folder vs the STL-10 layout",
+        ours=ours,
+        baseline=baseline,
+        unit="images/CPU-s",
+        goal=">= 0.9x",
+        setup=f"{PASSES} shuffled passes of the train loader (batch 128, in-process) over "
         f"{counts['train']:,} images at {SIDE} px on each side, 1 thread; medians of {rounds} rounds",
-    }
+    )
 
 
 @torch.inference_mode()
@@ -157,16 +154,15 @@ def prediction(prepared: Path, rounds: int) -> dict:
             lambda: images_per_second(plain_loop, model, batches),
             rounds,
         )
-    return {
-        "benchmark": "stl10-predict's batches vs inference_mode loop",
-        "ours": statistics.median(ours),
-        "baseline": statistics.median(baseline),
-        "unit": "images/CPU-s",
-        "ratio": median_ratio(ours, baseline),
-        "goal": ">= 0.95x",
-        "setup": f"TinyNet classifier at 32 px on {len(images):,} prepared {SIDE} px images, batch "
+    return ratio_row(
+        benchmark="stl10-predict's batches vs inference_mode loop",
+        ours=ours,
+        baseline=baseline,
+        unit="images/CPU-s",
+        goal=">= 0.95x",
+        setup=f"TinyNet classifier at 32 px on {len(images):,} prepared {SIDE} px images, batch "
         f"{BATCH_SIZE}, CPU, 1 thread; medians of {rounds} alternating rounds",
-    }
+    )
 
 
 def run(quick: bool = False) -> list[dict]:

@@ -12,8 +12,6 @@ in alternating rounds after one untimed pass; the table shows each side's median
 the per-round ratios. Both must predict the same classes.
 """
 
-import statistics
-
 import numpy as np
 import torch
 from pytorch_lightning.plugins import Precision
@@ -21,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from benchmarks.cached_data import synthetic_root
-from benchmarks.timing import alternate, cpu_seconds, median_ratio, one_thread, print_rows
+from benchmarks.timing import alternate, cpu_seconds, one_thread, print_rows, ratio_row
 from stl10_lightning.data import STL10DataModule
 from stl10_lightning.stages.teacher import Classifier, predict
 
@@ -70,16 +68,15 @@ def run(quick: bool = False) -> list[dict]:
             rounds,
         )
     return [
-        {
-            "benchmark": "pseudo-label inference, predict() vs inference_mode loop",
-            "ours": statistics.median(ours),
-            "baseline": statistics.median(baseline),
-            "unit": "images/CPU-s",
-            "ratio": median_ratio(ours, baseline),
-            "goal": ">= 0.95x",
-            "setup": f"TinyNet teacher at {IMAGE_SIZE} px, {images:,} unlabeled images, batch {BATCH_SIZE}, "
+        ratio_row(
+            benchmark="pseudo-label inference, predict() vs inference_mode loop",
+            ours=ours,
+            baseline=baseline,
+            unit="images/CPU-s",
+            goal=">= 0.95x",
+            setup=f"TinyNet teacher at {IMAGE_SIZE} px, {images:,} unlabeled images, batch {BATCH_SIZE}, "
             f"CPU, 1 thread; medians of {rounds} alternating rounds",
-        }
+        )
     ]
 
 

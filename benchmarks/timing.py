@@ -48,6 +48,21 @@ def median_ratio(ours: list[float], baseline: list[float]) -> float:
     return statistics.median(o / b for o, b in zip(ours, baseline, strict=True))
 
 
+def ratio_row(
+    benchmark: str, ours: list[float], baseline: list[float], unit: str, goal: str, setup: str
+) -> dict:
+    """One RESULTS.md row: both sides' medians over the rounds and the median of their ratios."""
+    return {
+        "benchmark": benchmark,
+        "ours": statistics.median(ours),
+        "baseline": statistics.median(baseline),
+        "unit": unit,
+        "ratio": median_ratio(ours, baseline),
+        "goal": goal,
+        "setup": setup,
+    }
+
+
 def print_rows(run, description: str, quick_help: str) -> None:
     """The command line of one benchmark module: `python -m benchmarks.<name> [--quick]`."""
     parser = argparse.ArgumentParser(

@@ -17,7 +17,6 @@ median and the median of the per-round ratios.
 """
 
 import copy
-import statistics
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +25,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from benchmarks.cached_data import synthetic_root
 from benchmarks.lightning_trainer import StepClock, bench_trainer
-from benchmarks.timing import alternate, cpu_seconds, median_ratio, one_thread, print_rows
+from benchmarks.timing import alternate, cpu_seconds, one_thread, print_rows, ratio_row
 from stl10_lightning.data import STL10DataModule
 from stl10_lightning.data.transforms import classification_train_transform
 from stl10_lightning.stages import SupervisedResNet
@@ -93,16 +92,15 @@ def run(quick: bool = False) -> list[dict]:
             rounds,
         )
     return [
-        {
-            "benchmark": "supervised training steps, Lightning vs plain loop",
-            "ours": statistics.median(ours),
-            "baseline": statistics.median(baseline),
-            "unit": "steps/CPU-s",
-            "ratio": median_ratio(ours, baseline),
-            "goal": ">= 0.95x",
-            "setup": f"TinyNet, {IMAGE_SIZE} px, batch {BATCH_SIZE}, CPU, 1 thread; "
+        ratio_row(
+            benchmark="supervised training steps, Lightning vs plain loop",
+            ours=ours,
+            baseline=baseline,
+            unit="steps/CPU-s",
+            goal=">= 0.95x",
+            setup=f"TinyNet, {IMAGE_SIZE} px, batch {BATCH_SIZE}, CPU, 1 thread; "
             f"{steps} steps after {warmup}, medians of {rounds} alternating rounds",
-        }
+        )
     ]
 
 
