@@ -109,8 +109,16 @@ def test_distribution_alignment_changes_which_images_pass():
     assert sum(expected) == sum(passed_per_class) and passed_per_class[0] == sum(expected) > 0
 
 
-def test_guarded_runs_train_and_record_their_settings(make_cfg, tmp_path):
-    guards = ["pseudo.distribution_alignment=true", "pseudo.adaptive_threshold=true", "pseudo.one_pass=false"]
+@pytest.mark.parametrize(
+    ("class_thresholds", "state_key"),
+    [("adaptive_threshold", "adaptive.class_mean"), ("class_balanced", "balanced.confidence")],
+)
+def test_guarded_runs_train_and_record_their_settings(make_cfg, tmp_path, class_thresholds, state_key):
+    guards = [
+        "pseudo.distribution_alignment=true",
+        f"pseudo.{class_thresholds}=true",
+        "pseudo.one_pass=false",
+    ]
     train(
         make_cfg(
             *ONLINE,
@@ -122,7 +130,7 @@ def test_guarded_runs_train_and_record_their_settings(make_cfg, tmp_path):
         )
     )
     summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert (summary["distribution_alignment"], summary["adaptive_threshold"], summary["one_pass"]) == (
+    assert (summary["distribution_alignment"], summary[class_thresholds], summary["one_pass"]) == (
         True,
         True,
         False,
@@ -130,7 +138,12 @@ def test_guarded_runs_train_and_record_their_settings(make_cfg, tmp_path):
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
     assert "pseudo/threshold_mean" in events.Tags()["scalars"]
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    assert {"alignment.model_mean", "adaptive.class_mean"} <= set(state)
+    assert {"alignment.model_mean", state_key} <= set(state)
+
+
+def test_two_kinds_of_class_thresholds_are_refused_together():
+    with raises_user_error("pseudo.adaptive_threshold=true and pseudo.class_balanced=true"):
+        OnlinePseudoLabelModule(TINY, SGD, adaptive_threshold=True, class_balanced=True)
 
 
 def test_a_threshold_of_one_keeps_nothing():

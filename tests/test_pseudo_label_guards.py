@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from stl10_lightning.losses import DistributionAlignment, SelfAdaptiveThreshold
+from stl10_lightning.losses import ClassBalancedSelection, DistributionAlignment, SelfAdaptiveThreshold
 
 
 def test_distribution_alignment_follows_remixmatch_s_formula():
@@ -48,3 +48,81 @@ def test_the_running_statistics_are_checkpointed():
     restored = SelfAdaptiveThreshold(num_classes=3, momentum=0.5, ceiling=0.95)
     restored.load_state_dict(adaptive.state_dict())
     assert torch.equal(restored.thresholds(), adaptive.thresholds())
+
+
+def class_balanced_bars(
+    confidence: list[float],
+    labels: list[int],
+    threshold: float,
+    classes: int,
+    target: list[float] | None = None,
+) -> list:
+    """CBST's selection written out with lists: the share r at or above the threshold overall, then each
+    class's k-th highest confidence, k = round(r x n) but at most round(target x passes), or above 1 where
+    k is 0."""
+    passing = sum(value >= threshold for value in confidence)
+    target = target or [1 / classes] * classes
+    bars = []
+    for label in range(classes):
+        pairs = zip(confidence, labels, strict=True)
+        mine = sorted((value for value, of in pairs if of == label), reverse=True)
+        kept = min(round(passing / len(confidence) * len(mine)), round(target[label] * passing))
+        bars.append(mine[kept - 1] if kept else 2.0)
+    return bars
+
+
+def one_hot_confidences(confidence: list[float], labels: list[int], classes: int) -> torch.Tensor:
+    """Probability rows whose top value is `confidence` at `labels` (the rest spread evenly)."""
+    rows = torch.tensor([[(1 - value) / (classes - 1)] * classes for value in confidence])
+    rows[torch.arange(len(labels)), torch.tensor(labels)] = torch.tensor(confidence)
+    return rows
+
+
+def test_class_balanced_selection_passes_each_class_the_same_share():
+    generator = torch.Generator().manual_seed(0)
+    confidence = (0.5 + 0.5 * torch.rand(60, generator=generator)).tolist()
+    labels = torch.randint(0, 4, (60,), generator=generator).tolist()
+    selection = ClassBalancedSelection(num_classes=4, threshold=0.8, window=40)
+    selection.update(one_hot_confidences(confidence[:25], labels[:25], 4))
+    expected = class_balanced_bars(confidence[:25], labels[:25], 0.8, 4)
+    assert selection.thresholds().tolist() == pytest.approx(expected)
+    selection.update(one_hot_confidences(confidence[25:], labels[25:], 4))  # wraps: the last 40 remain
+    expected = class_balanced_bars(confidence[20:], labels[20:], 0.8, 4)
+    assert selection.thresholds().tolist() == pytest.approx(expected)
+
+
+def test_class_balanced_selection_raises_an_easy_class_s_bar_and_lowers_the_others():
+    # Class 0 is sure of itself (0.99 and up), classes 1 and 2 are not (0.6 to 0.9): one threshold of 0.95
+    # would pass class 0 only. Balanced, the same third of each class passes: 2 of its 6 predictions.
+    confidence = [0.999, 0.998, 0.997, 0.996, 0.995, 0.99] + [0.9, 0.8, 0.7, 0.65, 0.62, 0.6] * 2
+    labels = [0] * 6 + [1] * 6 + [2] * 6
+    selection = ClassBalancedSelection(num_classes=3, threshold=0.95, window=18)
+    selection.update(one_hot_confidences(confidence, labels, 3))
+    bars = selection.thresholds()
+    assert bars.tolist() == pytest.approx([0.998, 0.8, 0.8])
+    passed = torch.tensor(confidence) >= bars[torch.tensor(labels)]
+    assert torch.bincount(torch.tensor(labels)[passed], minlength=3).tolist() == [2, 2, 2]
+
+
+def test_class_balanced_selection_caps_an_over_predicted_class_at_its_labeled_share():
+    # Class 0 takes 12 of 18 predictions, all confident: r = 2/3 would pass 8 of them, but its labeled
+    # share (1/3 balanced, 1/2 after set_target) of the 12 passes caps it at 4, then 6.
+    confidence = [0.999 - 0.001 * rank for rank in range(12)] + [0.9, 0.8, 0.7] * 2
+    labels = [0] * 12 + [1] * 3 + [2] * 3
+    selection = ClassBalancedSelection(num_classes=3, threshold=0.95, window=18)
+    selection.update(one_hot_confidences(confidence, labels, 3))
+    assert selection.thresholds().tolist() == pytest.approx([0.996, 0.8, 0.8])
+    assert selection.thresholds().tolist() == pytest.approx(class_balanced_bars(confidence, labels, 0.95, 3))
+    selection.set_target(torch.tensor([0, 0, 1, 2]))
+    expected = class_balanced_bars(confidence, labels, 0.95, 3, target=[0.5, 0.25, 0.25])
+    assert selection.thresholds().tolist() == pytest.approx(expected) == [0.994, 0.8, 0.8]
+
+
+def test_class_balanced_selection_passes_nothing_before_anything_reaches_the_threshold():
+    selection = ClassBalancedSelection(num_classes=3, threshold=0.95, window=8)
+    assert (selection.thresholds() > 1).all()  # an empty window
+    selection.update(one_hot_confidences([0.5, 0.9, 0.7], [0, 1, 2], 3))
+    assert (selection.thresholds() > 1).all()
+    restored = ClassBalancedSelection(num_classes=3, threshold=0.95, window=8)
+    restored.load_state_dict(selection.state_dict())
+    assert torch.equal(restored.confidence, selection.confidence) and restored.next_slot == 3

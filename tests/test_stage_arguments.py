@@ -74,7 +74,7 @@ def test_the_saved_hyperparameters_keep_their_names(finished_run, backbone_file)
     online = OnlinePseudoLabelModule(TINY, SGD, image_size=32, augment=AUGMENT)
     assert set(online.hparams) == SHARED | {
         "threshold", "mu", "lambda_u", "init_backbone", "strong_ops", "strong_cutout", "one_pass",
-        "distribution_alignment", "adaptive_threshold", "guard_momentum",
+        "distribution_alignment", "adaptive_threshold", "class_balanced", "guard_momentum", "balance_window",
     }  # fmt: skip
     assert online.hparams.augment == AUGMENT  # the configured value, cutout included, as before
     offline = OfflinePseudoLabelModule(TINY, SGD, teacher=str(finished_run[0]), image_size=32)

@@ -1,7 +1,7 @@
 """Guards against confirmation bias in online pseudo-labeling, as options of `pseudo=online`.
 
 A model that grows confident on one class labels more and more unlabeled images as that class and trains
-on its own mistakes. Two published guards, each a running statistic of the weak view's predictions:
+on its own mistakes. Three guards, each a running statistic of the weak view's predictions:
 
 - DistributionAlignment (ReMixMatch, Berthelot et al. 2020): each weak prediction q is scaled by
   target / p_model and renormalized, where p_model is the running mean of q and target the labeled
@@ -10,10 +10,15 @@ on its own mistakes. Two published guards, each a running statistic of the weak 
 - SelfAdaptiveThreshold (FreeMatch, Wang et al. 2023): class c's threshold is
   tau * p(c) / max_k p(k), where tau is the running mean of the top confidence and p the running mean
   of q. Classes the model rarely predicts get a lower bar; capped at `pseudo.threshold`.
+- ClassBalancedSelection (class-balanced selection as in CBST, Zou et al. 2018, online): over the last
+  `window` predictions, the share r at or above `threshold` is measured, and each class passes its own
+  most confident r of the predictions of that class, but no more than its labeled frequency's share of
+  all that pass. An easy class can no longer pass first alone: its bar rises above `threshold` and the
+  others' fall; an over-predicted class is capped at its share.
 
 Hand-written: neither torchmetrics nor the other libraries of the stack have them, and each is a few
-tensor operations. The running statistics are buffers: checkpointed, resumed, and fed the mean over
-every process under DDP so that each process keeps the same values.
+tensor operations. The running statistics are buffers: checkpointed, resumed, and fed every process's
+predictions under DDP so that each process keeps the same values.
 """
 
 import torch
@@ -30,6 +35,15 @@ def mean_over_processes(batch_mean: Tensor) -> Tensor:
     summed = batch_mean.clone()
     dist.all_reduce(summed)
     return summed / world_size()
+
+
+def gathered_over_processes(batch: Tensor) -> Tensor:
+    """Every process's `batch`, concatenated in rank order (each holds an equal share of the batch)."""
+    if world_size() == 1:
+        return batch
+    gathered = batch.new_empty((world_size() * len(batch), *batch.shape[1:]))
+    dist.all_gather_into_tensor(gathered, batch.contiguous())
+    return gathered
 
 
 class DistributionAlignment(nn.Module):
@@ -78,3 +92,44 @@ class SelfAdaptiveThreshold(nn.Module):
     def thresholds(self) -> Tensor:
         per_class = self.mean_confidence * self.class_mean / self.class_mean.max()
         return per_class.clamp_max(self.ceiling)
+
+
+class ClassBalancedSelection(nn.Module):
+    """Per-class thresholds that pass each class's top r of its recent predictions, r being the share of
+    all recent predictions at or above `threshold`, and at most the class's `target` share of all passes;
+    call `update` with each batch first."""
+
+    def __init__(self, num_classes: int, threshold: float, window: int):
+        super().__init__()
+        self.num_classes, self.threshold = num_classes, threshold
+        self.register_buffer("target", torch.full((num_classes,), 1.0 / num_classes))
+        self.register_buffer("confidence", torch.zeros(window))
+        self.register_buffer("labels", torch.full((window,), -1))  # -1: a slot not filled yet
+        self.register_buffer("next_slot", torch.tensor(0))
+
+    def set_target(self, labels: Tensor) -> None:
+        """The labeled images' class frequencies (labels 0..C-1): each class's most of the passes."""
+        self.target.copy_(torch.bincount(labels.flatten(), minlength=self.num_classes) / labels.numel())
+
+    @torch.no_grad()
+    def update(self, probabilities: Tensor) -> None:
+        confidence, labels = gathered_over_processes(probabilities.float()).max(dim=1)
+        window = len(self.labels)
+        confidence, labels = confidence[-window:], labels[-window:]
+        slots = (self.next_slot + torch.arange(len(labels), device=labels.device)) % window
+        self.confidence[slots], self.labels[slots] = confidence, labels
+        self.next_slot.copy_((self.next_slot + len(labels)) % window)
+
+    def thresholds(self) -> Tensor:
+        """One bar per class: its k-th highest recent confidence, k = round(r x its recent predictions),
+        at most round(target x all that pass); above 1 (nothing passes) for a class with k = 0. No value
+        leaves the device: no step waits on it."""
+        filled = self.labels >= 0
+        passing = ((self.confidence >= self.threshold) & filled).sum()
+        share = passing / filled.sum().clamp_min(1)
+        classes = torch.arange(self.num_classes, device=self.labels.device)
+        mine = self.labels[None, :] == classes[:, None]  # (classes, window)
+        ranked = torch.where(mine, self.confidence, -1.0).sort(dim=1, descending=True).values
+        kept = torch.minimum((share * mine.sum(dim=1)).round(), (self.target * passing).round()).long()
+        kth = ranked.gather(1, (kept - 1).clamp_min(0)[:, None])[:, 0]
+        return torch.where(kept > 0, kth, torch.full_like(kth, 2.0))

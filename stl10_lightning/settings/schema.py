@@ -234,7 +234,9 @@ class OnlinePseudoLabelModel(SupervisedModel):
     one_pass: bool = True
     distribution_alignment: bool = False
     adaptive_threshold: bool = False
+    class_balanced: bool = False
     guard_momentum: float = MISSING
+    balance_window: int = MISSING
 
 
 @dataclass
@@ -281,7 +283,9 @@ class OfflinePseudo(PseudoLabelMode):
     one_pass: Any = None
     distribution_alignment: Any = None
     adaptive_threshold: Any = None
+    class_balanced: Any = None
     guard_momentum: Any = None
+    balance_window: Any = None
 
 
 @dataclass
@@ -294,7 +298,11 @@ class OnlinePseudo(PseudoLabelMode):
     one_pass: bool = True
     distribution_alignment: bool = False
     adaptive_threshold: bool = False
+    class_balanced: bool = False
     guard_momentum: float = within(0, 1, why="the guards' share of the old running statistic each step")
+    balance_window: int = at_least(
+        1, why="recent unlabeled predictions the class-balanced bars are read from"
+    )
     # The offline mode's settings: accepted and ignored, with a warning (see OfflinePseudo).
     teacher: Any = None
     init: Any = None

@@ -12,8 +12,8 @@ Unlike the offline mode, the labels improve as the model does, and no teacher ru
 `one_pass` runs labeled, weak and strong images through the model as one batch, as FixMatch's reference
 code does, so BatchNorm normalizes them with one set of batch statistics. It computes more than two
 passes, since the backward pass runs through the weak images too (benchmarks/online_step.py times both).
-`distribution_alignment` and `adaptive_threshold` guard against a model that labels one class ever more
-often (losses/pseudo_label_guards.py).
+`distribution_alignment`, `adaptive_threshold` and `class_balanced` guard against a model that labels one
+class ever more often (losses/pseudo_label_guards.py).
 """
 
 import logging
@@ -26,7 +26,13 @@ from torchmetrics import MeanMetric, SumMetric
 
 from stl10_lightning.common.errors import UserError
 from stl10_lightning.data.strong_augment import strong_transform, weak_transform
-from stl10_lightning.losses import DistributionAlignment, SelfAdaptiveThreshold, masked_consistency, passes
+from stl10_lightning.losses import (
+    ClassBalancedSelection,
+    DistributionAlignment,
+    SelfAdaptiveThreshold,
+    masked_consistency,
+    passes,
+)
 from stl10_lightning.models.backbone_file import load_backbone
 from stl10_lightning.monitoring.classification_metrics import class_names
 from stl10_lightning.stages.offline_pseudo_label import check_threshold
@@ -79,7 +85,8 @@ class OnlinePseudoLabelModule(SupervisedResNet):
     side make the strong view. `init_backbone` starts from pretrained weights (a Barlow Twins
     backbone.pt or run). `shared`: the supervised stage's other settings (num_classes, schedule,
     label_smoothing, ema), with its defaults; the warm-up is off unless asked for. `guard_momentum` is
-    the guards' running statistics' share of the old value each step.
+    the alignment's and adaptive thresholds' running statistics' share of the old value each step;
+    `balance_window` the recent unlabeled predictions class-balanced selection reads.
     """
 
     pseudo_label_mode = "online"  # the option of the group `pseudo`, named in metrics.json and HPARAMS
@@ -97,7 +104,9 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         one_pass: bool = True,
         distribution_alignment: bool = False,
         adaptive_threshold: bool = False,
+        class_balanced: bool = False,
         guard_momentum: float = 0.999,
+        balance_window: int = 4096,
         image_size: int = 96,
         warmup_epochs: float = 0,
         augment: dict | None = None,
@@ -122,11 +131,19 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             self.hparams.init_backbone = str(load_backbone(self.backbone, backbone, init_backbone))
         if not 0 <= guard_momentum < 1:
             raise UserError(f"pseudo.guard_momentum={guard_momentum} must be in [0, 1)")
+        if adaptive_threshold and class_balanced:
+            raise UserError(
+                "pseudo.adaptive_threshold=true and pseudo.class_balanced=true each set the per-class "
+                "thresholds: set one of them to false"
+            )
+        if not isinstance(balance_window, int) or balance_window < 1:
+            raise UserError(f"pseudo.balance_window={balance_window} must be a whole number >= 1")
         classes = self.hparams.num_classes
         self.alignment = DistributionAlignment(classes, guard_momentum) if distribution_alignment else None
         self.adaptive = (
             SelfAdaptiveThreshold(classes, guard_momentum, ceiling=threshold) if adaptive_threshold else None
         )
+        self.balanced = ClassBalancedSelection(classes, threshold, balance_window) if class_balanced else None
         statistics = {"mean": self.hparams.mean, "std": self.hparams.std}  # the data's, as the labeled view's
         self.weak_transform = weak_transform(image_size, **statistics)
         self.strong_transform = strong_transform(image_size, strong_ops, strong_cutout, **statistics)
@@ -151,8 +168,9 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             datamodule = self.trainer.datamodule
             per_step = self.hparams.mu * datamodule.hparams.batch_size
             datamodule.pair_unlabeled(per_step)
-            if self.alignment is not None:  # aligned towards the labeled images' class frequencies
-                self.alignment.set_target(datamodule.splits["train"].labels)
+            for guard in (self.alignment, self.balanced):  # towards the labeled images' class frequencies
+                if guard is not None:
+                    guard.set_target(datamodule.splits["train"].labels)
             subset = len(datamodule.unlabeled_set())
             if subset < per_step:
                 log.warning(
@@ -184,8 +202,9 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         probabilities = weak_logits.float().softmax(dim=1)
         if self.alignment is not None:  # each running statistic sees this batch before it is applied
             self.alignment.update(probabilities)
-        if self.adaptive is not None:
-            self.adaptive.update(self._aligned(probabilities))
+        for guard in (self.adaptive, self.balanced):
+            if guard is not None:
+                guard.update(self._aligned(probabilities))
         unlabeled = masked_consistency(self._aligned(probabilities), strong_logits, self._threshold())
         loss = supervised + self.hparams.lambda_u * unlabeled.loss
         self._log_step(loss, supervised, unlabeled, labeled_guess, labels)
@@ -209,7 +228,8 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         return probabilities if self.alignment is None else self.alignment(probabilities)
 
     def _threshold(self) -> float | torch.Tensor:
-        return self.hparams.threshold if self.adaptive is None else self.adaptive.thresholds()
+        guard = self.adaptive or self.balanced
+        return self.hparams.threshold if guard is None else guard.thresholds()
 
     def _log_step(self, loss, supervised, unlabeled, labeled_guess, labels) -> None:
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
@@ -234,8 +254,8 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         hidden = {PASSED: self.labeled_passed, CORRECT: self.labeled_correct}
         hidden |= {masked_key(label): metric for label, metric in enumerate(self.masked_per_class)}
         self.log_dict(hidden, on_step=False, on_epoch=True, logger=False)
-        if self.adaptive is not None:
-            self.log("pseudo/threshold_mean", threshold.mean(), on_step=False, on_epoch=True)
+        if isinstance(threshold, torch.Tensor):  # per class; above 1 where nothing of a class passes
+            self.log("pseudo/threshold_mean", threshold.clamp_max(1).mean(), on_step=False, on_epoch=True)
 
     def on_train_epoch_end(self) -> None:
         """The epoch's precision curve, class histogram and metrics.json values, from the statistics as
@@ -299,6 +319,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             "one_pass": self.hparams.one_pass,
             "distribution_alignment": self.hparams.distribution_alignment,
             "adaptive_threshold": self.hparams.adaptive_threshold,
+            "class_balanced": self.hparams.class_balanced,
             "init_backbone": self.hparams.init_backbone,
             "mask_rate_by_epoch": self.mask_rate_by_epoch,
             "precision_by_epoch": self.precision_by_epoch,
