@@ -117,7 +117,7 @@ def checks(results: dict[str, Result]) -> list[str]:
     supervised = results["supervised"].mean("test/acc")
     bars = []
     for ratio in ONLINE_RATIOS:
-        online = results[f"online_{ratio}_da"]
+        online = results[f"online_{ratio}_default"]
         gain = (online.mean("test/acc") - supervised) * 100
         bars.append((f"online 1:{ratio} >= supervised + 6 points ({gain:+.1f})", gain >= 6))
         collapse = [

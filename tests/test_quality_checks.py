@@ -60,7 +60,13 @@ def fake_run(job, accuracy: float) -> None:
     (job.folder / "metrics.json").write_text(json.dumps(summary))
 
 
-ACCURACY = {"supervised": 0.50, "plain_loop": 0.495, "probe": 0.40, "probe_random": 0.30, "online_2_da": 0.57}
+ACCURACY = {
+    "supervised": 0.50,
+    "plain_loop": 0.495,
+    "probe": 0.40,
+    "probe_random": 0.30,
+    "online_2_default": 0.57,
+}
 
 
 def test_rows_are_averaged_over_seeds_and_checked_on_the_means(tmp_path):
@@ -68,7 +74,7 @@ def test_rows_are_averaged_over_seeds_and_checked_on_the_means(tmp_path):
     argv += ["--report", str(tmp_path / "QUALITY.md")]
     args = SimpleNamespace(out=tmp_path / "out", seeds=[0, 1], epochs=1, bt_epochs=1, ablations=False)
     for job in jobs(args):
-        shift = 0.02 if job.seed == 1 and job.row.name in ("supervised", "online_2_da") else 0.0
+        shift = 0.02 if job.seed == 1 and job.row.name in ("supervised", "online_2_default") else 0.0
         fake_run(job, ACCURACY.get(job.row.name, 0.45) + shift)
     assert all(finished(job) for job in jobs(args))  # so main only writes the report
     main(argv)
@@ -89,7 +95,7 @@ def test_rows_are_averaged_over_seeds_and_checked_on_the_means(tmp_path):
 def test_each_run_reads_the_teacher_and_backbone_of_its_own_seed(tmp_path):
     args = SimpleNamespace(out=tmp_path, seeds=[3, 4], epochs=1, bt_epochs=1, ablations=True)
     all_jobs = jobs(args)
-    assert len(all_jobs) == 2 * 15
+    assert len(all_jobs) == 2 * 17
     probe = next(job for job in all_jobs if job.seed == 4 and job.row.name == "probe")
     assert reads(all_jobs, probe).folder == tmp_path / "seed4" / "barlow_twins"
     assert f"probe.backbone={tmp_path / 'seed4' / 'barlow_twins'}" in probe.row.arguments

@@ -228,8 +228,9 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         return probabilities if self.alignment is None else self.alignment(probabilities)
 
     def _threshold(self) -> float | torch.Tensor:
-        guard = self.adaptive or self.balanced
-        return self.hparams.threshold if guard is None else guard.thresholds()
+        if self.adaptive is not None:
+            return self.adaptive.thresholds()
+        return self.hparams.threshold if self.balanced is None else self.balanced.thresholds()
 
     def _log_step(self, loss, supervised, unlabeled, labeled_guess, labels) -> None:
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
