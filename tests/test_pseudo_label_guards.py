@@ -1,9 +1,15 @@
 """The online mode's guards against confirmation bias, against their papers' formulas."""
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from stl10_lightning.losses import ClassBalancedSelection, DistributionAlignment, SelfAdaptiveThreshold
+from tests.test_distributed import free_port
 
 
 def test_distribution_alignment_follows_remixmatch_s_formula():
@@ -126,3 +132,25 @@ def test_class_balanced_selection_passes_nothing_before_anything_reaches_the_thr
     restored = ClassBalancedSelection(num_classes=3, threshold=0.95, window=8)
     restored.load_state_dict(selection.state_dict())
     assert torch.equal(restored.confidence, selection.confidence) and restored.next_slot == 3
+
+
+def balanced_worker(rank: int, port: int, out_dir: Path, batch: torch.Tensor) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        selection = ClassBalancedSelection(num_classes=3, threshold=0.8, window=32)
+        selection.update(batch.chunk(2)[rank])  # each process holds half of the batch
+        torch.save(selection.thresholds(), out_dir / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_class_balanced_selection_reads_every_process_s_predictions(tmp_path):
+    generator = torch.Generator().manual_seed(1)
+    confidence = (0.5 + 0.5 * torch.rand(20, generator=generator)).tolist()
+    labels = torch.randint(0, 3, (20,), generator=generator).tolist()
+    batch = one_hot_confidences(confidence, labels, 3)
+    mp.spawn(balanced_worker, args=(free_port(), tmp_path, batch), nprocs=2)
+    expected = class_balanced_bars(confidence, labels, 0.8, 3)
+    for rank in range(2):
+        assert torch.load(tmp_path / f"rank{rank}.pt", weights_only=True).tolist() == pytest.approx(expected)

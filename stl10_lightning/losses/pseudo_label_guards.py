@@ -41,9 +41,9 @@ def gathered_over_processes(batch: Tensor) -> Tensor:
     """Every process's `batch`, concatenated in rank order (each holds an equal share of the batch)."""
     if world_size() == 1:
         return batch
-    gathered = batch.new_empty((world_size() * len(batch), *batch.shape[1:]))
-    dist.all_gather_into_tensor(gathered, batch.contiguous())
-    return gathered
+    gathered = [torch.empty_like(batch) for _ in range(world_size())]
+    dist.all_gather(gathered, batch.contiguous())
+    return torch.cat(gathered)
 
 
 class DistributionAlignment(nn.Module):
