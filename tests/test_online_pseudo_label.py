@@ -110,13 +110,17 @@ def test_distribution_alignment_changes_which_images_pass():
 
 
 @pytest.mark.parametrize(
-    ("class_thresholds", "state_key"),
-    [("adaptive_threshold", "adaptive.class_mean"), ("class_balanced", "balanced.confidence")],
+    ("class_thresholds", "other", "state_key"),
+    [
+        ("adaptive_threshold", "class_balanced", "adaptive.class_mean"),
+        ("class_balanced", "adaptive_threshold", "balanced.confidence"),
+    ],
 )
-def test_guarded_runs_train_and_record_their_settings(make_cfg, tmp_path, class_thresholds, state_key):
+def test_guarded_runs_train_and_record_their_settings(make_cfg, tmp_path, class_thresholds, other, state_key):
     guards = [
         "pseudo.distribution_alignment=true",
         f"pseudo.{class_thresholds}=true",
+        f"pseudo.{other}=false",  # one kind of class thresholds at a time
         "pseudo.one_pass=false",
     ]
     train(
