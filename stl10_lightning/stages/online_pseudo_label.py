@@ -205,9 +205,10 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         for guard in (self.adaptive, self.balanced):
             if guard is not None:
                 guard.update(self._aligned(probabilities))
-        unlabeled = masked_consistency(self._aligned(probabilities), strong_logits, self._threshold())
+        threshold = self._threshold()  # once a step: the labeled batch's precision reads the same bars
+        unlabeled = masked_consistency(self._aligned(probabilities), strong_logits, threshold)
         loss = supervised + self.hparams.lambda_u * unlabeled.loss
-        self._log_step(loss, supervised, unlabeled, labeled_guess, labels)
+        self._log_step(loss, supervised, unlabeled, labeled_guess, labels, threshold)
         self.train_acc(logits, labels)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
@@ -232,7 +233,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
             return self.adaptive.thresholds()
         return self.hparams.threshold if self.balanced is None else self.balanced.thresholds()
 
-    def _log_step(self, loss, supervised, unlabeled, labeled_guess, labels) -> None:
+    def _log_step(self, loss, supervised, unlabeled, labeled_guess, labels, threshold) -> None:
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict(
             {"train/loss_labeled": supervised, "train/loss_unlabeled": unlabeled.loss},
@@ -243,7 +244,6 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         self.log("pseudo/mask_rate", self.mask_rate, on_step=True, on_epoch=True, prog_bar=True)
         # The labeled images' pseudo-labels, made as the unlabeled ones are: how precise the used labels are.
         confidence, guess = self._aligned(labeled_guess.float().softmax(dim=1)).max(dim=1)
-        threshold = self._threshold()
         passed = passes(confidence, guess, threshold)
         self.labeled_mask_rate.update(passed.float())
         self.log("pseudo/labeled_mask_rate", self.labeled_mask_rate, on_step=False, on_epoch=True)
