@@ -113,7 +113,7 @@ def test_distribution_alignment_changes_which_images_pass():
     ("class_thresholds", "other", "state_key"),
     [
         ("adaptive_threshold", "class_balanced", "adaptive.class_mean"),
-        ("class_balanced", "adaptive_threshold", "balanced.confidence"),
+        ("class_balanced", "adaptive_threshold", "balanced.doubt"),
     ],
 )
 def test_guarded_runs_train_and_record_their_settings(make_cfg, tmp_path, class_thresholds, other, state_key):

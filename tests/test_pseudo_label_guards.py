@@ -8,7 +8,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from stl10_lightning.losses import ClassBalancedSelection, DistributionAlignment, SelfAdaptiveThreshold
+from stl10_lightning.losses import (
+    ClassBalancedSelection,
+    DistributionAlignment,
+    SelfAdaptiveThreshold,
+    doubt,
+    passes,
+)
 from tests.test_distributed import free_port
 
 
@@ -77,6 +83,11 @@ def class_balanced_bars(
     return bars
 
 
+def bars(selection: ClassBalancedSelection) -> list[float]:
+    """The selection's bars as confidences (1 - the most doubt that passes): 2 where nothing passes."""
+    return (1 - selection.most_doubt()).tolist()
+
+
 def one_hot_confidences(confidence: list[float], labels: list[int], classes: int) -> torch.Tensor:
     """Probability rows whose top value is `confidence` at `labels` (the rest spread evenly)."""
     rows = torch.tensor([[(1 - value) / (classes - 1)] * classes for value in confidence])
@@ -91,10 +102,10 @@ def test_class_balanced_selection_passes_each_class_the_same_share():
     selection = ClassBalancedSelection(num_classes=4, threshold=0.8, window=40)
     selection.update(one_hot_confidences(confidence[:25], labels[:25], 4))
     expected = class_balanced_bars(confidence[:25], labels[:25], 0.8, 4)
-    assert selection.thresholds().tolist() == pytest.approx(expected)
+    assert bars(selection) == pytest.approx(expected)
     selection.update(one_hot_confidences(confidence[25:], labels[25:], 4))  # wraps: the last 40 remain
     expected = class_balanced_bars(confidence[20:], labels[20:], 0.8, 4)
-    assert selection.thresholds().tolist() == pytest.approx(expected)
+    assert bars(selection) == pytest.approx(expected)
 
 
 def test_class_balanced_selection_raises_an_easy_class_s_bar_and_lowers_the_others():
@@ -104,10 +115,10 @@ def test_class_balanced_selection_raises_an_easy_class_s_bar_and_lowers_the_othe
     labels = [0] * 6 + [1] * 6 + [2] * 6
     selection = ClassBalancedSelection(num_classes=3, threshold=0.95, window=18)
     selection.update(one_hot_confidences(confidence, labels, 3))
-    bars = selection.thresholds()
-    assert bars.tolist() == pytest.approx([0.998, 0.8, 0.8])
-    passed = torch.tensor(confidence) >= bars[torch.tensor(labels)]
-    assert torch.bincount(torch.tensor(labels)[passed], minlength=3).tolist() == [2, 2, 2]
+    assert bars(selection) == pytest.approx([0.998, 0.8, 0.8])
+    rows, labels = one_hot_confidences(confidence, labels, 3), torch.tensor(labels)
+    passed = passes(doubt(rows, labels), labels, selection.most_doubt())
+    assert torch.bincount(labels[passed], minlength=3).tolist() == [2, 2, 2]
 
 
 def test_class_balanced_selection_caps_an_over_predicted_class_at_its_labeled_share():
@@ -117,21 +128,36 @@ def test_class_balanced_selection_caps_an_over_predicted_class_at_its_labeled_sh
     labels = [0] * 12 + [1] * 3 + [2] * 3
     selection = ClassBalancedSelection(num_classes=3, threshold=0.95, window=18)
     selection.update(one_hot_confidences(confidence, labels, 3))
-    assert selection.thresholds().tolist() == pytest.approx([0.996, 0.8, 0.8])
-    assert selection.thresholds().tolist() == pytest.approx(class_balanced_bars(confidence, labels, 0.95, 3))
+    assert bars(selection) == pytest.approx([0.996, 0.8, 0.8])
+    assert bars(selection) == pytest.approx(class_balanced_bars(confidence, labels, 0.95, 3))
     selection.set_target(torch.tensor([0, 0, 1, 2]))
     expected = class_balanced_bars(confidence, labels, 0.95, 3, target=[0.5, 0.25, 0.25])
-    assert selection.thresholds().tolist() == pytest.approx(expected) == [0.994, 0.8, 0.8]
+    assert bars(selection) == pytest.approx(expected) == [0.994, 0.8, 0.8]
+
+
+def test_class_balanced_selection_keeps_its_cap_when_top_probabilities_round_to_one():
+    # Class 0's 12 predictions have logit margins of 20 to 31: each top probability is exactly 1.0 in
+    # float32, so a bar on it would be 1.0 and pass all 12. Ranked by doubt, the cap of 4 holds.
+    logits = torch.zeros(18, 3)
+    logits[:12, 0] = torch.arange(20.0, 32.0)
+    logits[12:, 1:] = torch.tensor([[3.0, 0.0], [2.0, 0.0], [1.0, 0.0], [0.0, 3.0], [0.0, 2.0], [0.0, 1.0]])
+    probabilities = logits.softmax(dim=1)
+    assert (probabilities[:12, 0] == 1.0).all()
+    selection = ClassBalancedSelection(num_classes=3, threshold=0.95, window=18)
+    selection.update(probabilities)
+    labels = probabilities.max(dim=1).indices
+    passed = passes(doubt(probabilities, labels), labels, selection.most_doubt())
+    assert passed[:12].tolist() == [False] * 8 + [True] * 4  # the four surest: the largest margins
 
 
 def test_class_balanced_selection_passes_nothing_before_anything_reaches_the_threshold():
     selection = ClassBalancedSelection(num_classes=3, threshold=0.95, window=8)
-    assert (selection.thresholds() > 1).all()  # an empty window
+    assert (selection.most_doubt() < 0).all()  # an empty window
     selection.update(one_hot_confidences([0.5, 0.9, 0.7], [0, 1, 2], 3))
-    assert (selection.thresholds() > 1).all()
+    assert (selection.most_doubt() < 0).all()
     restored = ClassBalancedSelection(num_classes=3, threshold=0.95, window=8)
     restored.load_state_dict(selection.state_dict())
-    assert torch.equal(restored.confidence, selection.confidence) and restored.next_slot == 3
+    assert torch.equal(restored.doubt, selection.doubt) and restored.next_slot == 3
 
 
 def balanced_worker(rank: int, port: int, out_dir: Path, batch: torch.Tensor) -> None:
@@ -140,7 +166,7 @@ def balanced_worker(rank: int, port: int, out_dir: Path, batch: torch.Tensor) ->
     try:
         selection = ClassBalancedSelection(num_classes=3, threshold=0.8, window=32)
         selection.update(batch.chunk(2)[rank])  # each process holds half of the batch
-        torch.save(selection.thresholds(), out_dir / f"rank{rank}.pt")
+        torch.save(1 - selection.most_doubt(), out_dir / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 

@@ -7,6 +7,10 @@ prediction's confidence is at least `threshold`; the strongly augmented view is 
 
 The sum is divided by the number of unlabeled images, not by the number kept, as in the paper: early
 in training few pass the threshold and the unlabeled term stays small.
+
+Internally a prediction passes when its doubt, the probability of every class but its top one, is at
+most 1 - threshold. That is the same test, but doubt keeps confident predictions apart where the top
+probability has rounded to 1.0 in float32 (class-balanced selection ranks them, pseudo_label_guards.py).
 """
 
 from typing import NamedTuple
@@ -26,20 +30,27 @@ def consistency_loss(
     weak_logits: torch.Tensor, strong_logits: torch.Tensor, threshold: float | torch.Tensor
 ) -> ConsistencyLoss:
     """FixMatch's masked cross-entropy, in float32 under autocast; no gradient reaches `weak_logits`."""
-    return masked_consistency(weak_logits.detach().float().softmax(dim=1), strong_logits, threshold)
+    return masked_consistency(weak_logits.detach().float().softmax(dim=1), strong_logits, 1 - threshold)
 
 
 def masked_consistency(
-    weak_probabilities: torch.Tensor, strong_logits: torch.Tensor, threshold: float | torch.Tensor
+    weak_probabilities: torch.Tensor, strong_logits: torch.Tensor, most_doubt: float | torch.Tensor
 ) -> ConsistencyLoss:
-    """The same from the weak view's (possibly aligned) probabilities; `threshold` is one number or one
-    per class, applied to each image's pseudo-label class."""
+    """The same from the weak view's (possibly aligned) probabilities, keeping each image whose doubt is at
+    most `most_doubt` (1 - threshold): one number, or one per class applied to each image's pseudo-label
+    class."""
     confidence, pseudo_labels = weak_probabilities.detach().max(dim=1)
-    mask = passes(confidence, pseudo_labels, threshold)
+    mask = passes(doubt(weak_probabilities.detach(), pseudo_labels), pseudo_labels, most_doubt)
     per_sample = F.cross_entropy(strong_logits.float(), pseudo_labels, reduction="none")
     return ConsistencyLoss((per_sample * mask).mean(), mask, pseudo_labels, confidence)
 
 
-def passes(confidence: torch.Tensor, labels: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
-    """Which confidences reach the threshold: one number, or one per class read at each label."""
-    return confidence >= (threshold[labels] if isinstance(threshold, torch.Tensor) else threshold)
+def doubt(probabilities: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+    """Each row's probability outside its `top` class, summed over the other classes rather than taken as
+    1 - max, which is 0 for every row whose top probability rounds to 1.0."""
+    return probabilities.scatter(1, top[:, None], 0.0).sum(dim=1)
+
+
+def passes(doubts: torch.Tensor, labels: torch.Tensor, most_doubt: float | torch.Tensor) -> torch.Tensor:
+    """Which doubts are at most the bar: one number, or one per class read at each label."""
+    return doubts <= (most_doubt[labels] if isinstance(most_doubt, torch.Tensor) else most_doubt)

@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from stl10_lightning.common.distributed import world_size
+from stl10_lightning.losses.fixmatch import doubt
 
 
 def mean_over_processes(batch_mean: Tensor) -> Tensor:
@@ -95,15 +96,19 @@ class SelfAdaptiveThreshold(nn.Module):
 
 
 class ClassBalancedSelection(nn.Module):
-    """Per-class thresholds that pass each class's top r of its recent predictions, r being the share of
-    all recent predictions at or above `threshold`, and at most the class's `target` share of all passes;
-    call `update` with each batch first."""
+    """Per-class bars that pass each class's top r of its recent predictions, r being the share of all
+    recent predictions at or above `threshold`, and at most the class's `target` share of all passes;
+    call `update` with each batch first.
+
+    Predictions are ranked by doubt (fixmatch.doubt), not by the top probability: a model sure of one
+    class gives many of them a top probability of exactly 1.0 in float32, and a bar of 1.0 would pass
+    them all, past the cap."""
 
     def __init__(self, num_classes: int, threshold: float, window: int):
         super().__init__()
         self.num_classes, self.threshold = num_classes, threshold
         self.register_buffer("target", torch.full((num_classes,), 1.0 / num_classes))
-        self.register_buffer("confidence", torch.zeros(window))
+        self.register_buffer("doubt", torch.zeros(window))
         self.register_buffer("labels", torch.full((window,), -1))  # -1: a slot not filled yet
         self.register_buffer("next_slot", torch.tensor(0))
 
@@ -113,23 +118,25 @@ class ClassBalancedSelection(nn.Module):
 
     @torch.no_grad()
     def update(self, probabilities: Tensor) -> None:
-        confidence, labels = gathered_over_processes(probabilities.float()).max(dim=1)
+        probabilities = gathered_over_processes(probabilities.float())
+        labels = probabilities.max(dim=1).indices  # the pseudo-labels, as masked_consistency takes them
+        doubts = doubt(probabilities, labels)
         window = len(self.labels)
-        confidence, labels = confidence[-window:], labels[-window:]
+        doubts, labels = doubts[-window:], labels[-window:]
         slots = (self.next_slot + torch.arange(len(labels), device=labels.device)) % window
-        self.confidence[slots], self.labels[slots] = confidence, labels
+        self.doubt[slots], self.labels[slots] = doubts, labels
         self.next_slot.copy_((self.next_slot + len(labels)) % window)
 
-    def thresholds(self) -> Tensor:
-        """One bar per class: its k-th highest recent confidence, k = round(r x its recent predictions),
-        at most round(target x all that pass); above 1 (nothing passes) for a class with k = 0. No value
-        leaves the device: no step waits on it."""
+    def most_doubt(self) -> Tensor:
+        """One bar per class, the most doubt that passes: its k-th lowest recent doubt, k = round(r x its
+        recent predictions), at most round(target x all that pass); below 0 (nothing passes) for a class
+        with k = 0. No value leaves the device: no step waits on it."""
         filled = self.labels >= 0
-        passing = ((self.confidence >= self.threshold) & filled).sum()
+        passing = ((self.doubt <= 1 - self.threshold) & filled).sum()
         share = passing / filled.sum().clamp_min(1)
         classes = torch.arange(self.num_classes, device=self.labels.device)
         mine = self.labels[None, :] == classes[:, None]  # (classes, window)
-        ranked = torch.where(mine, self.confidence, -1.0).sort(dim=1, descending=True).values
+        ranked = torch.where(mine, self.doubt, 2.0).sort(dim=1).values
         kept = torch.minimum((share * mine.sum(dim=1)).round(), (self.target * passing).round()).long()
         kth = ranked.gather(1, (kept - 1).clamp_min(0)[:, None])[:, 0]
-        return torch.where(kept > 0, kth, torch.full_like(kth, 2.0))
+        return torch.where(kept > 0, kth, torch.full_like(kth, -1.0))

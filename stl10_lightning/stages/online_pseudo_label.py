@@ -30,6 +30,7 @@ from stl10_lightning.losses import (
     ClassBalancedSelection,
     DistributionAlignment,
     SelfAdaptiveThreshold,
+    doubt,
     masked_consistency,
     passes,
 )
@@ -205,10 +206,10 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         for guard in (self.adaptive, self.balanced):
             if guard is not None:
                 guard.update(self._aligned(probabilities))
-        threshold = self._threshold()  # once a step: the labeled batch's precision reads the same bars
-        unlabeled = masked_consistency(self._aligned(probabilities), strong_logits, threshold)
+        most_doubt = self._most_doubt()  # once a step: the labeled batch's precision reads the same bars
+        unlabeled = masked_consistency(self._aligned(probabilities), strong_logits, most_doubt)
         loss = supervised + self.hparams.lambda_u * unlabeled.loss
-        self._log_step(loss, supervised, unlabeled, labeled_guess, labels, threshold)
+        self._log_step(loss, supervised, unlabeled, labeled_guess, labels, most_doubt)
         self.train_acc(logits, labels)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
@@ -228,12 +229,13 @@ class OnlinePseudoLabelModule(SupervisedResNet):
     def _aligned(self, probabilities: torch.Tensor) -> torch.Tensor:
         return probabilities if self.alignment is None else self.alignment(probabilities)
 
-    def _threshold(self) -> float | torch.Tensor:
+    def _most_doubt(self) -> float | torch.Tensor:
+        """The bar on doubt (1 - threshold): one number, or one per class."""
         if self.adaptive is not None:
-            return self.adaptive.thresholds()
-        return self.hparams.threshold if self.balanced is None else self.balanced.thresholds()
+            return 1 - self.adaptive.thresholds()
+        return 1 - self.hparams.threshold if self.balanced is None else self.balanced.most_doubt()
 
-    def _log_step(self, loss, supervised, unlabeled, labeled_guess, labels, threshold) -> None:
+    def _log_step(self, loss, supervised, unlabeled, labeled_guess, labels, most_doubt) -> None:
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log_dict(
             {"train/loss_labeled": supervised, "train/loss_unlabeled": unlabeled.loss},
@@ -243,8 +245,9 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         self.mask_rate(unlabeled.mask.float())
         self.log("pseudo/mask_rate", self.mask_rate, on_step=True, on_epoch=True, prog_bar=True)
         # The labeled images' pseudo-labels, made as the unlabeled ones are: how precise the used labels are.
-        confidence, guess = self._aligned(labeled_guess.float().softmax(dim=1)).max(dim=1)
-        passed = passes(confidence, guess, threshold)
+        guessed = self._aligned(labeled_guess.float().softmax(dim=1))
+        guess = guessed.max(dim=1).indices
+        passed = passes(doubt(guessed, guess), guess, most_doubt)
         self.labeled_mask_rate.update(passed.float())
         self.log("pseudo/labeled_mask_rate", self.labeled_mask_rate, on_step=False, on_epoch=True)
         self.labeled_passed.update(passed.sum())
@@ -255,8 +258,9 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         hidden = {PASSED: self.labeled_passed, CORRECT: self.labeled_correct}
         hidden |= {masked_key(label): metric for label, metric in enumerate(self.masked_per_class)}
         self.log_dict(hidden, on_step=False, on_epoch=True, logger=False)
-        if isinstance(threshold, torch.Tensor):  # per class; above 1 where nothing of a class passes
-            self.log("pseudo/threshold_mean", threshold.clamp_max(1).mean(), on_step=False, on_epoch=True)
+        if isinstance(most_doubt, torch.Tensor):  # per class; 1 where nothing of a class passes
+            threshold = (1 - most_doubt).clamp_max(1)
+            self.log("pseudo/threshold_mean", threshold.mean(), on_step=False, on_epoch=True)
 
     def on_train_epoch_end(self) -> None:
         """The epoch's precision curve, class histogram and metrics.json values, from the statistics as
