@@ -106,7 +106,7 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         distribution_alignment: bool = False,
         adaptive_threshold: bool = False,
         class_balanced: bool = False,
-        guard_momentum: float = 0.999,
+        guard_momentum: float = 0.99,
         balance_window: int = 4096,
         image_size: int = 96,
         warmup_epochs: float = 0,
