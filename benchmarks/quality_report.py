@@ -34,22 +34,25 @@ class Result:
 def online_notes(folder: Path, summary: dict) -> tuple[str, bool, float | None]:
     """(notes, collapse warned, the top class's largest share after the first epoch).
 
-    A share counts from the epoch's MIN_MASKED_PER_CLASS x classes confident labels on, as the warning
-    judges it: 4 labels of one class out of 4 say nothing about a collapse."""
+    A share and a precision count from the epoch's MIN_MASKED_PER_CLASS x classes confident labels on,
+    as the warning judges a share: 4 labels of one class out of 4 say nothing about a collapse, and an
+    epoch in which 2 labels passed has a precision of 0 or 1 by chance."""
     warned = COLLAPSE_MARK in (folder / "train.log").read_text()
     enough = MIN_MASKED_PER_CLASS * len(summary.get("masked_per_class_last_epoch") or range(10))
     by_epoch = summary.get("top_class_share_by_epoch", [])
     masked = summary.get("masked_by_epoch") or [enough] * len(by_epoch)  # a run from before the count
-    shares = [share for share, count in list(zip(by_epoch, masked, strict=True))[1:] if count >= enough]
-    top = max(shares) if shares else None
-    precision = [p for p in summary.get("precision_by_epoch", []) if p is not None]
+    judged = [epoch for epoch, count in enumerate(masked) if epoch > 0 and count >= enough]
+    top = max(by_epoch[epoch] for epoch in judged) if judged else None
+    precision = summary.get("precision_by_epoch", [])
+    worst = [precision[epoch] for epoch in judged if epoch < len(precision) and precision[epoch] is not None]
     notes = f"mask rate {summary['mask_rate_by_epoch'][-1]:.2f} at the end; " + (
-        f"top class share after epoch 1 at most {top:.2f} (epochs with {enough} confident labels or more)"
-        if top is not None
+        f"over epochs after the first with {enough} confident labels or more: top class share at most "
+        f"{top:.2f}" + (f", labeled-batch precision {min(worst):.2f} at worst" if worst else "")
+        if judged
         else f"no epoch after the first with {enough} confident labels"
     )
-    if precision:
-        notes += f"; precision {min(precision):.2f} at worst, {precision[-1]:.2f} at the end"
+    if precision and precision[-1] is not None:
+        notes += f"; labeled-batch precision {precision[-1]:.2f} at the end"
     return notes + ("; **collapse warning**" if warned else "; no collapse warning"), warned, top
 
 

@@ -24,9 +24,12 @@ def online_summary(shares, masked, **extra):
 def test_a_share_over_a_handful_of_labels_is_not_judged(tmp_path):
     (tmp_path / "train.log").write_text("epoch 1/3: ...\n")
     # Epoch 1 is never judged; epoch 2 has 4 labels, all of one class; epoch 3 has 250, spread.
-    notes, warned, top = online_notes(tmp_path, online_summary([0.9, 1.0, 0.2], [500, 4, 250]))
+    summary = online_summary([0.9, 1.0, 0.2], [500, 4, 250], precision_by_epoch=[0.1, 0.0, 0.8])
+    notes, warned, top = online_notes(tmp_path, summary)
     assert (warned, top) == (False, 0.2)
-    assert "at most 0.20 (epochs with 100 confident labels or more)" in notes
+    # The precision of epoch 2's 4 labels is not judged either.
+    judged = "with 100 confident labels or more: top class share at most 0.20, labeled-batch precision 0.80"
+    assert f"{judged} at worst" in notes
 
 
 def test_a_judged_pile_up_counts_and_the_warning_is_read_from_the_log(tmp_path):
