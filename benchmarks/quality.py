@@ -251,7 +251,8 @@ def reads(all_jobs: list[Job], job: Job) -> Job:
     return next(other for other in all_jobs if other.seed == job.seed and other.row.name == job.row.after)
 
 
-def write_report(args: argparse.Namespace, all_jobs: list[Job], seconds: dict, wall: float) -> Path:
+def write_report(args: argparse.Namespace, all_jobs: list[Job], seconds: dict, wall: float | None) -> Path:
+    """`wall`: this call's seconds, None when every run was already finished and only the report is new."""
     results: dict[str, Result] = {}
     run_minutes: dict[str, list[float | None]] = {}
     for job in all_jobs:
@@ -265,6 +266,11 @@ def write_report(args: argparse.Namespace, all_jobs: list[Job], seconds: dict, w
     }
     total = sum(taken or 0 for each in run_minutes.values() for taken in each)
     lines = table(results, args.seeds, minutes)
+    this_call = (
+        "none ran in this command's last call, which rewrote the report only"
+        if wall is None
+        else f"{wall / 60:.0f} in this command's last call"
+    )
     seeds = (
         f"one seed ({args.seeds[0]})"
         if len(args.seeds) == 1
@@ -282,7 +288,7 @@ def write_report(args: argparse.Namespace, all_jobs: list[Job], seconds: dict, w
         f"Made by `make quality DATA={args.data}` (`python -m benchmarks.quality`) on "
         f"{datetime.now(timezone.utc):%Y-%m-%d}. Budget: {args.epochs} epochs of batch {BATCH} for every "
         f"classifier row, {args.bt_epochs} epochs for Barlow Twins; {total:.0f} minutes of runs in all "
-        f"({wall / 60:.0f} in this command's last call). Minutes are each run's wall time while the runs "
+        f"({this_call}). Minutes are each run's wall time while the runs "
         "shared the machine, so they overstate a run alone. \"vs supervised\" is in points of test accuracy.",
         "",
         *lines,
@@ -324,9 +330,10 @@ def main(argv: list[str] | None = None) -> None:
     all_jobs = jobs(args)
     timings_file = args.out / "minutes.json"
     seconds = json.loads(timings_file.read_text()) if timings_file.exists() else {}
-    started = time.perf_counter()
+    started, any_to_run = time.perf_counter(), not all(map(finished, all_jobs))
     run_all(all_jobs, args, seconds, timings_file)
-    print(f"[quality] wrote {write_report(args, all_jobs, seconds, time.perf_counter() - started)}")
+    wall = time.perf_counter() - started if any_to_run else None
+    print(f"[quality] wrote {write_report(args, all_jobs, seconds, wall)}")
 
 
 if __name__ == "__main__":

@@ -83,6 +83,7 @@ def test_rows_are_averaged_over_seeds_and_checked_on_the_means(tmp_path):
     main(argv)
     report = (tmp_path / "QUALITY.md").read_text()
     assert "seeds 0, 1 (mean ± standard deviation over them" in report
+    assert "(none ran in this command's last call, which rewrote the report only)" in report
     # Supervised 0.50 and 0.52: the mean, its spread over seeds, and each seed's notes for online rows.
     assert "| supervised, default recipe | 51.00% ± 1.41 |" in report
     assert (
