@@ -139,3 +139,14 @@ def checks(results: dict[str, Result]) -> list[str]:
     plain = (supervised - results["plain_loop"].mean("test/acc")) * 100
     bars.append((f"supervised within 1 point of the plain loop, or ahead ({plain:+.1f})", plain >= -1))
     return [f"- [{'x' if met else ' '}] {text}" for text, met in bars]
+
+
+def unlabeled_gains(results: dict[str, Result]) -> list[str]:
+    """Each online row against the labeled-only run of its own recipe: the gain the unlabeled images bring,
+    apart from what the recipe (optimizer, weight average, no cutout) brings against the supervised one."""
+    control = results["supervised_online_recipe"].mean("test/acc")
+    return [
+        f"- online 1:{ratio}: {(results[f'online_{ratio}_default'].mean('test/acc') - control) * 100:+.1f} "
+        "points over the same recipe without unlabeled images"
+        for ratio in ONLINE_RATIOS
+    ]

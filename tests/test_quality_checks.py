@@ -66,6 +66,7 @@ def fake_run(job, accuracy: float) -> None:
 ACCURACY = {
     "supervised": 0.50,
     "plain_loop": 0.495,
+    "supervised_online_recipe": 0.52,
     "probe": 0.40,
     "probe_random": 0.30,
     "online_2_default": 0.57,
@@ -94,12 +95,15 @@ def test_rows_are_averaged_over_seeds_and_checked_on_the_means(tmp_path):
     assert "top class share after epoch 1 <= 30% (25%)" in report  # epoch 2's 0.25 over 400 labels
     assert "- [x] Barlow Twins probe >= random-init probe + 8 points (+10.0)" in report
     assert "- [x] supervised within 1 point of the plain loop, or ahead (+1.5)" in report
+    # The online rows against their own recipe without unlabeled images (0.52), apart from the checks.
+    assert "- online 1:2: +6.0 points over the same recipe without unlabeled images" in report
+    assert "- online 1:10: -7.0 points over the same recipe without unlabeled images" in report
 
 
 def test_each_run_reads_the_teacher_and_backbone_of_its_own_seed(tmp_path):
     args = SimpleNamespace(out=tmp_path, seeds=[3, 4], epochs=1, bt_epochs=1, ablations=True)
     all_jobs = jobs(args)
-    assert len(all_jobs) == 2 * 17
+    assert len(all_jobs) == 2 * 18
     probe = next(job for job in all_jobs if job.seed == 4 and job.row.name == "probe")
     assert reads(all_jobs, probe).folder == tmp_path / "seed4" / "barlow_twins"
     assert f"probe.backbone={tmp_path / 'seed4' / 'barlow_twins'}" in probe.row.arguments
