@@ -145,6 +145,7 @@ def train(args: argparse.Namespace) -> dict:
         "val/acc": best,
         "test/acc": test["acc"],
         "test/f1": test["f1"],
+        "steps": total,
         "seconds": time.perf_counter() - started,
     }
 

@@ -96,8 +96,11 @@ def percent(result: Result, key: str) -> str:
 
 
 def table(results: dict[str, Result], seeds: list[int], minutes: dict[str, float | None]) -> list[str]:
-    """The table: accuracies as mean ± standard deviation over the seeds, notes per seed."""
-    lines = ["| run | test acc | macro-F1 | vs supervised | minutes | notes |", "|---|---|---|---|---|---|"]
+    """The table: accuracies as mean ± standard deviation over the seeds, optimizer steps, notes per seed."""
+    lines = [
+        "| run | test acc | macro-F1 | vs supervised | steps | minutes | notes |",
+        "|---|---|---|---|---|---|---|",
+    ]
     base = results["supervised"].mean("test/acc")
     for name, result in results.items():
         notes = [
@@ -108,7 +111,9 @@ def table(results: dict[str, Result], seeds: list[int], minutes: dict[str, float
         accuracy = result.mean("test/acc")
         gain = "-" if accuracy is None else f"{(accuracy - base) * 100:+.1f}"
         taken = minutes.get(name)
+        steps = result.mean("steps")  # a row that trains more steps than supervised gains by it too
         cells = [percent(result, "test/acc"), percent(result, "test/f1"), gain]
+        cells += ["-" if steps is None else f"{steps:,.0f}"]
         cells += ["?" if taken is None else f"{taken:.1f}", " / ".join(note for note in notes if note)]
         lines.append(f"| {result.what} | {' | '.join(cells)} |")
     return lines

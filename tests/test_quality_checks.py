@@ -48,18 +48,20 @@ def fake_run(job, accuracy: float) -> None:
     """A finished run in the job's folder with the figures the report reads."""
     job.folder.mkdir(parents=True)
     (job.folder / "train.log").write_text("[2026-12-02 08:00:00,000] start\n[2026-12-02 08:06:00,000] end\n")
+    steps = 9800 if job.row.name == "offline_10" else 2300
     if job.row.plain:
-        (job.folder / "result.json").write_text(json.dumps({"test/acc": accuracy, "test/f1": accuracy}))
+        summary = {"test/acc": accuracy, "test/f1": accuracy, "steps": steps}
+        (job.folder / "result.json").write_text(json.dumps(summary))
         return
     (job.folder / "config.yaml").write_text("seed: 0\n")
-    summary = {"test/acc": accuracy, "test/f1": accuracy - 0.01}
+    summary = {"test/acc": accuracy, "test/f1": accuracy - 0.01, "steps": steps}
     if job.row.name.startswith("online"):
         summary |= online_summary([0.5, 0.25], [50, 400])
     elif job.row.name.startswith("offline"):
         summary |= {"kept": 12, "unlabeled_used": 800, "kept_frac": 0.015, "val_precision": 1.0}
         summary |= {"teacher_val_acc": 0.48}
     elif job.row.name == "barlow_twins":
-        summary = {"knn/acc": 0.3}
+        summary = {"knn/acc": 0.3}  # no accuracy and no steps: dashes
     (job.folder / "metrics.json").write_text(json.dumps(summary))
 
 
@@ -88,7 +90,13 @@ def test_rows_are_averaged_over_seeds_and_checked_on_the_means(tmp_path):
     # Supervised 0.50 and 0.52: the mean, its spread over seeds, and each seed's notes for online rows.
     assert "| supervised, default recipe | 51.00% ± 1.41 |" in report
     assert (
-        "| online pseudo-label 1:2, default | 58.00% ± 1.41 | 57.00% ± 1.41 | +7.0 | 6.0 | seed 0: " in report
+        "| online pseudo-label 1:2, default | 58.00% ± 1.41 | 57.00% ± 1.41 | +7.0 | 2,300 | 6.0 | seed 0: "
+        in report
+    )
+    # Each row's optimizer steps, so that a row that trains longer than supervised shows it.
+    assert "| offline pseudo-label 1:10 | 45.00% ± 0.00 | 44.00% ± 0.00 | -6.0 | 9,800 | 6.0 |" in report
+    assert (
+        "| Barlow Twins pretraining (10 epochs, projector 2048-2048-2048) | - | - | - | - | 6.0 |" in report
     )
     assert "- [x] online 1:2 >= supervised + 6 points (+7.0)" in report
     assert "- [ ] online 1:10 >= supervised + 6 points (-6.0)" in report
@@ -103,7 +111,7 @@ def test_rows_are_averaged_over_seeds_and_checked_on_the_means(tmp_path):
 def test_each_run_reads_the_teacher_and_backbone_of_its_own_seed(tmp_path):
     args = SimpleNamespace(out=tmp_path, seeds=[3, 4], epochs=1, bt_epochs=1, ablations=True)
     all_jobs = jobs(args)
-    assert len(all_jobs) == 2 * 18
+    assert len(all_jobs) == 2 * 19
     probe = next(job for job in all_jobs if job.seed == 4 and job.row.name == "probe")
     assert reads(all_jobs, probe).folder == tmp_path / "seed4" / "barlow_twins"
     assert f"probe.backbone={tmp_path / 'seed4' / 'barlow_twins'}" in probe.row.arguments
