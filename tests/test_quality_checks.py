@@ -6,8 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchmarks.quality import finished, jobs, main, reads
+from benchmarks.quality import finished, jobs, main, reads, rows
 from benchmarks.quality_report import online_notes
+from tests.helpers import compose_train
 
 
 def online_summary(shares, masked, **extra):
@@ -121,3 +122,16 @@ def test_a_repeated_seed_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["--data", "unused", "--out", str(tmp_path), "--seeds", "1", "1"])
     assert stopped.value.code == 2 and "error: --seeds 1 1 repeats a seed" in capsys.readouterr().err
+
+
+def test_the_online_recipe_control_trains_as_the_online_mode_does(tmp_path):
+    """The control row repeats conf/pseudo/online.yaml's recipe as overrides; it must not drift from it."""
+    control = next(row for row in rows(tmp_path, 1, 1, False) if row.name == "supervised_online_recipe")
+    supervised = compose_train(*control.arguments)
+    online = compose_train("stage=pseudo_label", "pseudo=online")
+    assert supervised.optimizer == online.optimizer
+    for key in ("warmup_epochs", "ema", "schedule", "label_smoothing"):
+        assert supervised.model[key] == online.model[key], key
+    # The online module drops the labeled view's cutout; the control turns it off.
+    assert supervised.model.augment.cutout == 0
+    assert {**supervised.model.augment, "cutout": None} == {**online.model.augment, "cutout": None}
