@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+from pytorch_lightning.utilities import data as data_utilities
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from stl10_lightning.common.errors import UserError
@@ -231,6 +232,15 @@ def test_a_subset_smaller_than_a_step_warns_that_steps_repeat_images(make_cfg, c
         "each step draws pseudo.mu=2 x data.batch_size=64 = 128 unlabeled images, but the unlabeled "
         "subset has only 50: every step repeats images (about 2.6 times each)"
     ) in warnings
+
+
+def test_the_log_names_no_ambiguous_batch_size(make_cfg, recwarn):
+    # Lightning warns once per process: forget earlier tests' warnings, so that this run's would show.
+    data_utilities.warning_cache.clear()
+    train(make_cfg(*ONLINE, "ratio=0.4", "pseudo.mu=2", "pseudo.adaptive_threshold=true",
+                   "pseudo.class_balanced=false", "debug=fast_dev_run"))  # fmt: skip
+    messages = [str(warning.message) for warning in recwarn]
+    assert not [message for message in messages if "batch_size" in message], messages
 
 
 def test_tensorboard_shows_every_panel_and_metrics_json_the_mode(make_cfg, tmp_path):

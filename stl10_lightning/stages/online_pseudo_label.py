@@ -236,11 +236,15 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         return 1 - self.hparams.threshold if self.balanced is None else self.balanced.most_doubt()
 
     def _log_step(self, loss, supervised, unlabeled, labeled_guess, labels, most_doubt) -> None:
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        # Lightning cannot infer one size from a batch of labeled and unlabeled views: the epoch means weigh
+        # each step by its labeled images.
+        batch_size = len(labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size)
         self.log_dict(
             {"train/loss_labeled": supervised, "train/loss_unlabeled": unlabeled.loss},
             on_step=True,
             on_epoch=True,
+            batch_size=batch_size,
         )
         self.mask_rate(unlabeled.mask.float())
         self.log("pseudo/mask_rate", self.mask_rate, on_step=True, on_epoch=True, prog_bar=True)
@@ -260,7 +264,9 @@ class OnlinePseudoLabelModule(SupervisedResNet):
         self.log_dict(hidden, on_step=False, on_epoch=True, logger=False)
         if isinstance(most_doubt, torch.Tensor):  # per class; 1 where nothing of a class passes
             threshold = (1 - most_doubt).clamp_max(1)
-            self.log("pseudo/threshold_mean", threshold.mean(), on_step=False, on_epoch=True)
+            self.log(
+                "pseudo/threshold_mean", threshold.mean(), on_step=False, on_epoch=True, batch_size=batch_size
+            )
 
     def on_train_epoch_end(self) -> None:
         """The epoch's precision curve, class histogram and metrics.json values, from the statistics as
