@@ -237,6 +237,7 @@ def test_a_subset_smaller_than_a_step_warns_that_steps_repeat_images(make_cfg, c
 def test_the_log_names_no_ambiguous_batch_size(make_cfg, recwarn):
     # Lightning warns once per process: forget earlier tests' warnings, so that this run's would show.
     data_utilities.warning_cache.clear()
+    # Per-class thresholds, so that their mean is logged too.
     train(make_cfg(*ONLINE, "ratio=0.4", "pseudo.mu=2", "pseudo.adaptive_threshold=true",
                    "pseudo.class_balanced=false", "debug=fast_dev_run"))  # fmt: skip
     messages = [str(warning.message) for warning in recwarn]
