@@ -367,7 +367,7 @@ def few_labels_root(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=320)
 def test_online_mode_beats_supervised_only_on_the_same_steps(few_labels_root, tmp_path):
     """450 steps (~75 s each run). The control is the same run with lambda_u=0: same batches, views and
     steps, without the unlabeled loss. Measured test accuracy, seeds 0/1/2: docs/pseudo-labeling.md."""

@@ -7,7 +7,7 @@ import pytest
 from tests.helpers import REPO
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=150)
 def test_the_study_runs_end_to_end_and_prints_the_table(synthetic_root, tmp_path):
     """`make demo` with tiny sizes: every stage, each finding the previous one's run, then the table."""
     out = tmp_path / "study"
