@@ -25,8 +25,8 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(items):
     """The longest tests first. Under pytest-xdist a test of several minutes that starts last keeps
-    one worker busy after the others have finished. `slow(seconds=N)` gives a test's measured length;
-    the first user of `pretrained_run` pays for the Barlow Twins run, about 100 s."""
+    one worker busy after the others have finished. `slow(seconds=N)` gives a test's measured length.
+    Tests that use `pretrained_run` count 100 s more: whichever starts first trains the Barlow Twins run."""
 
     def expected_seconds(item) -> float:
         slow = item.get_closest_marker("slow")
