@@ -18,7 +18,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 test: install ## run the test suite: tiny synthetic data, fast_dev_run, short CPU runs, DDP (under 20 min on 2 cores)
-	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist worksteal
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 train: install ## train with Hydra overrides, e.g. make train ARGS="stage=supervised backbone=resnet18"
 	$(BIN)/python train.py $(ARGS)

@@ -13,13 +13,26 @@ from tests.helpers import PRETRAIN, PRETRAIN_EPOCHS, SYNTHETIC, compose_tiny
 from tests.image_tree import write_image_tree
 
 
+def usable_cores() -> int:
+    """The cores this process may run on, as pytest-xdist counts them."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (`make test`): one worker more than cores, up to 4. While a worker waits on a process its
+    test started, the others keep the cores busy: on 2 cores, 3 workers ran the suite in 769 s and 2
+    workers in 883 to 929 s."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own setting decides
+    return min(usable_cores() + 1, 4)
+
+
 def pytest_configure(config):
     """Under pytest-xdist, share the cores among the workers: each worker's torch (and every process a
     test starts) would otherwise use one thread per core, and the workers' threads would contend."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        threads = max(1, cores // workers)  # the cores xdist's `-n auto` counted
+        threads = max(1, usable_cores() // workers)
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
 
