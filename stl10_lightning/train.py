@@ -24,11 +24,12 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from stl10_lightning import settings
 from stl10_lightning.common import atomic
-from stl10_lightning.common.errors import UserError, user_error_behind
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.data.stl10_binary import settings_from_data
 from stl10_lightning.launch import startup
 from stl10_lightning.launch.compared_settings import compared_settings
 from stl10_lightning.launch.ddp import other_ranks_join_this_run
+from stl10_lightning.launch.run_errors import user_error_behind
 from stl10_lightning.runs import folder as run_folder
 from stl10_lightning.runs import resume
 
