@@ -143,7 +143,7 @@ def images_per_second(loop, model, batches) -> float:
 
 
 def prediction(prepared: Path, rounds: int) -> dict:
-    images = to_upright(STL10Binary(prepared).images("train")[:])
+    images = torch.from_numpy(to_upright(STL10Binary(prepared).images("train")[:]))
     batches = list(images.split(BATCH_SIZE))
     torch.manual_seed(0)
     model = Classifier(BACKBONE, num_classes=10, image_size=32).eval()

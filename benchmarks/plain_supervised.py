@@ -30,7 +30,7 @@ from stl10_lightning.models import resnet18
 
 def load_split(binary: STL10Binary, split: str, indices: np.ndarray, size: int) -> torch.Tensor:
     """Float images in [0, 1] at `size`, resized once up front (antialiased bilinear, as the stages)."""
-    images = to_upright(binary.images(split)[np.sort(indices)]).float() / 255
+    images = torch.from_numpy(to_upright(binary.images(split)[np.sort(indices)])).float() / 255
     order = np.argsort(np.argsort(indices))  # back to the order of `indices`
     resized = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return resized[order]

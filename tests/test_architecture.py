@@ -1,7 +1,11 @@
 """Imports flow one way: each layer of the package imports only its own package and the layers before it."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "stl10_lightning"
 # In the order the README's project tree gives; a layer may import the ones above it in this list.
@@ -52,3 +56,13 @@ def test_imports_flow_one_way():
             if _layer(part) >= _layer(own):
                 backwards.append(f"{source.relative_to(PACKAGE)} imports {part}")
     assert not backwards, backwards
+
+
+@pytest.mark.parametrize("module", ["stl10_lightning.data.prepare", "stl10_lightning.data.synthetic"])
+def test_commands_that_only_convert_files_start_without_torch(module):
+    """stl10-prepare and the synthetic generator answer, and refuse bad input, in a fraction of a second:
+    torch alone takes seconds to import, Lightning seconds more."""
+    heavy = ("torch", "pytorch_lightning", "lightning_fabric", "torchvision", "kornia")
+    probe = f"import sys, {module}; print(*[name for name in {heavy!r} if name in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == []

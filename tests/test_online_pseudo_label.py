@@ -4,6 +4,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -197,8 +198,8 @@ def test_weak_and_strong_views_flip_and_crop_even_when_the_labeled_view_does_not
         assert not torch.allclose(view, original)
 
 
-def image_hashes(images: torch.Tensor) -> set[str]:
-    return {hashlib.sha1(image.numpy().tobytes()).hexdigest() for image in images}
+def image_hashes(images: np.ndarray | torch.Tensor) -> set[str]:
+    return {hashlib.sha1(image.tobytes()).hexdigest() for image in np.asarray(images)}
 
 
 def test_unlabeled_batches_come_from_the_ratio_subset_and_no_test_image_trains(synthetic_root):

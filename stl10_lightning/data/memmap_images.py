@@ -33,7 +33,7 @@ class MemmapImages(Dataset):
     def __getitems__(self, positions: list[int]) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if self._images is None:
             self._images = self.binary.images(self.split)
-        images = to_upright(self._images[self.indices[positions]])
+        images = torch.from_numpy(to_upright(self._images[self.indices[positions]]))
         return images if self.labels is None else (images, self.labels[positions])
 
     def __getitem__(self, position: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

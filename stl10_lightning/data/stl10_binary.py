@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from stl10_lightning.common.errors import UserError
 
@@ -159,9 +158,9 @@ class STL10Binary:
         return np.array(lines[index].split(), dtype=np.int64)
 
 
-def to_upright(block: np.ndarray) -> torch.Tensor:
-    """(N, 3, S, S) uint8 in file order -> (N, 3, H, W) uint8 tensor with rows running top to bottom."""
-    return torch.from_numpy(np.ascontiguousarray(block.transpose(0, 1, 3, 2)))
+def to_upright(block: np.ndarray) -> np.ndarray:
+    """(N, 3, S, S) uint8 in file order -> (N, 3, H, W) uint8 with rows running top to bottom."""
+    return np.ascontiguousarray(block.transpose(0, 1, 3, 2))
 
 
 def to_file_order(upright: np.ndarray) -> np.ndarray:
