@@ -18,7 +18,7 @@ from stl10_lightning.report import main
 from stl10_lightning.report.collect import collect
 from stl10_lightning.report.figures import accuracy_vs_ratio
 from stl10_lightning.report.rows import build_rows, drop_duplicates
-from tests.helpers import compose_train
+from tests.helpers import assert_one_line_error, compose_train
 
 # metrics.json mtimes one second apart, in the order the runs are written: the later is the newer.
 CLOCK = itertools.count(1_700_000_000)
@@ -201,6 +201,36 @@ def test_default_out_and_no_plot_without_pseudo_label(tmp_path, capsys):
     assert "| supervised |" in printed and (report_dir / "results.csv").is_file()
     assert not (report_dir / "accuracy_vs_ratio.png").exists()
     assert "not drawn" in capsys.readouterr().err
+
+
+def test_a_run_folder_is_left_as_it_is_and_its_report_goes_beside_it(tmp_path, capsys):
+    run = tmp_path / "day" / "run"
+    make_run(run, accuracy(0.7))
+    before = sorted(path.name for path in run.iterdir())
+    assert "| supervised |" in run_report(str(run))
+    assert sorted(path.name for path in run.iterdir()) == before
+    assert (tmp_path / "day" / "report" / "results.csv").is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(run), "--out", str(run / "checkpoints" / "report")])
+    assert exit_info.value.code == 2
+    assert_one_line_error(
+        capsys.readouterr().err, r"--out .* is inside the run folder .*run, and a later command"
+    )
+    assert sorted(path.name for path in run.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    "field, value", [("ratio", "0.5"), ("stage", ["supervised"]), ("labeled", "4500"), ("test/acc", True)]
+)
+def test_a_mistyped_metrics_field_lists_the_run_as_unreadable(tmp_path, field, value):
+    make_run(tmp_path / "runs/good", accuracy(0.7))
+    make_run(tmp_path / "runs/odd", None)
+    (tmp_path / "runs/odd/metrics.json").write_text(json.dumps({**accuracy(0.6), field: value}))
+    printed = run_report(str(tmp_path / "runs"), "--out", str(tmp_path / "report"))
+    unfinished = printed.split("## Unfinished runs")[1]
+    assert f"unreadable metrics.json ({field} is {json.dumps(value)}, not " in unfinished
+    assert table_rows(printed)[0]["accuracy (%)"] == "70.00"
+    assert (tmp_path / "report/results.md").is_file() and (tmp_path / "report/results.csv").is_file()
 
 
 @pytest.mark.parametrize("case", ["missing", "empty"])

@@ -6,6 +6,7 @@ config.yaml, checkpoints, the log, .hydra/ and the TensorBoard events.
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from stl10_lightning.common import atomic
 from stl10_lightning.train import main, train
 from tests.helpers import Interrupted, assert_one_line_error, command, compose_tiny, run_main
 
@@ -180,3 +182,14 @@ def test_a_checkpoint_resumed_into_another_folder_keeps_its_best_there(synthetic
     assert fingerprint(original) == before
     assert json.loads((elsewhere / "metrics.json").read_text())["best_checkpoint"] == "checkpoints/best.ckpt"
     assert (elsewhere / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_a_failed_atomic_write_leaves_neither_a_temporary_file_nor_a_changed_result(tmp_path):
+    result = tmp_path / "predictions.csv"
+    result.write_text("earlier\n")
+    with pytest.raises(UnicodeEncodeError):
+        atomic.write_text(result, os.fsdecode(b"caf\xe9"))  # a name that is not UTF-8, written strictly
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["predictions.csv"]
+    assert result.read_text() == "earlier\n"
+    atomic.write_text(result, os.fsdecode(b"caf\xe9"), errors="surrogateescape")
+    assert result.read_bytes() == b"caf\xe9"

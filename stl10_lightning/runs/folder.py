@@ -205,7 +205,29 @@ def read_metrics(folder: Path) -> tuple[dict | None, float | None, str | None]:
         return None, None, f"unreadable metrics.json ({err})"
     if not isinstance(metrics, dict):
         return None, None, "unreadable metrics.json (not a JSON object)"
+    wrong = _mistyped_field(metrics)
+    if wrong:
+        return None, None, f"unreadable metrics.json ({wrong})"
     return metrics, finished_at, None
+
+
+# The fields that the report and stl10-predict read, with the JSON types train.py writes; null is allowed.
+TEXT, WHOLE, NUMBER = (str,), (int,), (int, float)
+FIELD_TYPES = {
+    "stage": TEXT, "mode": TEXT, "best_checkpoint": TEXT, "backbone_path": TEXT,
+    "seed": WHOLE, "labeled": WHOLE, "epochs": WHOLE, "steps": WHOLE, "ratio": NUMBER, "threshold": NUMBER,
+}  # fmt: skip
+
+
+def _mistyped_field(metrics: dict) -> str | None:
+    """The first field whose type is not what train.py writes (a metric, `a/b`, is a number)."""
+    for key, value in metrics.items():
+        wanted = FIELD_TYPES.get(key, NUMBER if "/" in key else None)
+        if wanted is None or value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            return f"{key} is {json.dumps(value)[:40]}, not {'text' if wanted is TEXT else 'a number'}"
+    return None
 
 
 def newest_finished_run(stage: str, outputs: str | Path = "outputs", needs: str = "metrics.json") -> Path:
