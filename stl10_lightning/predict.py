@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from stl10_lightning.common.atomic import write_text
 from stl10_lightning.common.errors import OneLineArgumentParser, UserError
-from stl10_lightning.data.image_files import decoded, decoding_pool, image_files
+from stl10_lightning.common.output_paths import check_new_output
+from stl10_lightning.data.image_files import decoded, decoding_pool, image_files, most_workers
 from stl10_lightning.runs.folder import read_metrics
 from stl10_lightning.stages.teacher import Teacher, load_teacher
 
@@ -55,17 +56,31 @@ def checkpoint_of(source: Path) -> Path:
     return path
 
 
-def input_files(paths: list[Path]) -> list[Path]:
-    """The files named and every file under the folders named, in the order given."""
+def input_files(paths: list[Path], dropped: list[tuple[Path, str]]) -> list[Path]:
+    """The files named and every file under the folders named, in the order given; what a folder holds
+    that is not a file (a broken link, a pipe) goes to `dropped` as (path, why)."""
     files = []
     for path in paths:
         if path.is_dir():
-            files += image_files(path)
+            files += image_files(path, dropped)
         elif path.is_file():
             files.append(path)
         else:
-            raise UserError(f"{path} does not exist; give image files or folders")
+            raise UserError(f"{path} does not exist or is not a file; give image files or folders")
     return files
+
+
+def check_out(out: Path, inputs: list[Path]) -> None:
+    """Refuse an --out that would overwrite something other than an earlier predictions CSV."""
+    check_new_output(out, "--out")
+    if not out.parent.is_dir():
+        raise UserError(f"--out {out}: the folder {out.parent} does not exist")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name, such as {out / 'predictions.csv'}")
+    if out.exists() and out.resolve() in {path.resolve() for path in inputs}:
+        raise UserError(f"--out {out} is one of the images to predict; give another file name")
+    if out.exists() and out.suffix.lower() != ".csv":
+        raise UserError(f"--out {out} exists and is not a .csv file; give a new name or an earlier CSV")
 
 
 def pick_device(name: str) -> torch.device:
@@ -116,26 +131,36 @@ def class_names(teacher: Teacher) -> list[str]:
 def predict(
     source: Path, paths: list[Path], out: Path, batch_size: int = 256, device: str = "auto", workers: int = 0
 ) -> tuple[int, list[tuple[Path, str]]]:
-    """Write `out` (CSV, atomically); return (rows written, [(unreadable file, why)])."""
-    if not out.parent.is_dir():
-        raise UserError(f"--out {out}: the folder {out.parent} does not exist")
+    """Write `out` (CSV, atomically); return (rows written, [(unreadable file, why)]). Inputs without one
+    readable image are refused: a CSV of headers only would pass for a finished job."""
+    skipped: list[tuple[Path, str]] = []
+    files = input_files(paths, skipped)
+    check_out(out, files)
+    if not files:
+        why = f" ({skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise UserError(f"no files under {' '.join(map(str, paths))}{why}; give image files or folders")
     on = pick_device(device)
     teacher = load_teacher(checkpoint_of(source), wanted=f"a classifier run: {NOT_A_CLASSIFIER}")
     names, size = class_names(teacher), teacher.settings.get("image_size", 96)
     model = teacher.model.to(on).eval()
-    files = input_files(paths)
-    skipped: list[tuple[Path, str]] = []
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(COLUMNS)
+    written = 0
     # The bar counts decoded images; on a few files it would only flicker.
     progress = tqdm(total=len(files), unit=" images", disable=len(files) < batch_size)
     with decoding_pool(workers) as pool, progress:
         for batch_paths, images in _batches(files, size, batch_size, pool, skipped):
             writer.writerows(rows(batch_paths, class_probabilities(model, images, on), names))
+            written += len(batch_paths)
             progress.update(len(batch_paths))
-    write_text(out, text.getvalue())
-    return len(files) - len(skipped), skipped
+    if not written:
+        path, why = skipped[-1]
+        raise UserError(
+            f"none of the {len(files)} files is a readable image ({path}: {why}); nothing written"
+        )
+    write_text(out, text.getvalue(), errors="surrogateescape")  # paths as the file system spells them
+    return written, skipped
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -149,8 +174,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="decoding processes (0: none)")
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.workers < 0:
-        parser.error("--batch-size must be at least 1 and --workers at least 0")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size {args.batch_size}: give at least 1")
+    if not 0 <= args.workers <= most_workers():
+        parser.error(f"--workers {args.workers}: give 0 (decode in this process) to {most_workers()}")
     try:
         written, skipped = predict(
             args.source, args.paths, args.out, args.batch_size, args.device, args.workers
@@ -158,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.out} was not written", file=sys.stderr)
+        sys.exit(130)
     for path, why in skipped:
         print(f"skipped {path}: {why}", file=sys.stderr)
     print(

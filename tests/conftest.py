@@ -104,7 +104,7 @@ def pretrained_run(synthetic_root, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def finished_run(synthetic_root, tmp_path_factory):
-    """15 epochs of the tiny supervised model (~10 s): it learns the synthetic shapes to ~60% (chance
+    """15 epochs of the tiny supervised model: it learns the synthetic shapes to ~60% (chance
     is 10%), confident enough to serve as a pseudo-label teacher."""
     settings = [
         "trainer.max_epochs=15",

@@ -2,6 +2,8 @@
 
 import csv
 import json
+import os
+import shutil
 
 import pytest
 from omegaconf import OmegaConf
@@ -100,3 +102,58 @@ def test_predict_refuses_a_barlow_twins_run(tmp_path, capsys):
         predict.main([str(tmp_path / "run"), str(tmp_path)])
     assert stopped.value.code == 2
     assert_one_line_error(capsys.readouterr().err, r"a barlow_twins run learned features, not classes")
+
+
+def _out_refusals(run_dir, image_tree, tmp_path):
+    image = image_tree / "test" / "square" / "001.png"
+    (tmp_path / "notes.txt").write_text("mine")
+    return {
+        "a finished run's file": (
+            run_dir / "metrics.json",
+            r"is inside the run folder .*, and a later command",
+        ),
+        "an input image": (image, r"is one of the images to predict"),
+        "a file that is no CSV": (tmp_path / "notes.txt", r"notes.txt exists and is not a .csv file"),
+        "a folder": (tmp_path, r"is a folder; give a file name, such as .*predictions.csv"),
+        "under a file": (tmp_path / "notes.txt" / "p.csv", r"notes.txt is a file, not a folder"),
+    }
+
+
+def test_predict_never_overwrites_what_is_not_its_own_csv(supervised_run, image_tree, tmp_path, capsys):
+    run_dir, _ = supervised_run
+    for case, (out, message) in _out_refusals(run_dir, image_tree, tmp_path).items():
+        before = {path: path.read_bytes() for path in (run_dir / "metrics.json", tmp_path / "notes.txt")}
+        with pytest.raises(SystemExit) as stopped:
+            predict.main([str(run_dir), str(image_tree / "test"), "--out", str(out), "--workers", "0"])
+        assert stopped.value.code == 2, case
+        assert_one_line_error(capsys.readouterr().err, message)
+        assert {path: path.read_bytes() for path in before} == before, case
+
+
+@pytest.mark.parametrize("inputs", ["empty", "unreadable", "too many workers"])
+def test_predict_refuses_inputs_with_no_readable_image(supervised_run, tmp_path, capsys, inputs):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    workers = "1000000" if inputs == "too many workers" else "0"
+    if inputs != "empty":
+        (folder / "a.jpg").write_bytes(b"not an image")
+    out = tmp_path / "predictions.csv"
+    with pytest.raises(SystemExit) as stopped:
+        predict.main([str(supervised_run[0]), str(folder), "--out", str(out), "--workers", workers])
+    assert stopped.value.code == 2
+    messages = {
+        "empty": r"no files under .*in; give image files",
+        "unreadable": r"none of the 1 files is a readable image \(.*a.jpg: .*\); nothing written",
+        "too many workers": r"--workers 1000000: give 0 \(decode in this process\) to \d+",
+    }
+    assert_one_line_error(capsys.readouterr().err, messages[inputs])
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in"]
+
+
+def test_predict_writes_a_file_name_that_is_not_utf8_as_its_bytes(supervised_run, image_tree, tmp_path):
+    (tmp_path / "in").mkdir()
+    name = os.fsdecode(b"caf\xe9.png")
+    shutil.copy(image_tree / "test" / "square" / "001.png", tmp_path / "in" / name)
+    out = tmp_path / "predictions.csv"
+    predict.main([str(supervised_run[0]), str(tmp_path / "in"), "--out", str(out), "--workers", "0"])
+    assert out.read_bytes().splitlines()[1].startswith(os.fsencode(tmp_path / "in" / name) + b",")

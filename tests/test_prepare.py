@@ -5,13 +5,14 @@ import json
 import os
 import pickle
 import shutil
+import signal
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from stl10_lightning.data import prepare
-from stl10_lightning.data.image_files import decode
+from stl10_lightning.data.image_files import decode, decoding_pool
 from stl10_lightning.data.stl10_binary import STL10Binary, to_upright
 from tests.helpers import assert_one_line_error
 from tests.image_tree import CLASSES, write_image_tree
@@ -85,6 +86,29 @@ def _test_class_not_in_train(src):
     shutil.copytree(src / "test" / "square", src / "test" / "kite")
 
 
+def _empty_test_folder(src):
+    for name in CLASSES:
+        shutil.rmtree(src / "test" / name)
+
+
+def _unreadable_test_images(src):
+    for path in (src / "test").rglob("*.*"):
+        path.write_bytes(b"not an image")
+
+
+def _class_name_with_newline(src):
+    (src / "train" / "square").rename(src / "train" / "squ\nare")
+
+
+def _class_name_not_utf8(src):
+    os.rename(src / "train" / "square", os.fsencode(src / "train") + b"/caf\xe9")
+
+
+def _one_image_in_a_class(src):
+    shutil.rmtree(src / "test")
+    next((src / "train" / "square").iterdir()).unlink()
+
+
 def _one_class(src):
     for name in CLASSES[1:]:
         shutil.rmtree(src / "train" / name)
@@ -101,6 +125,21 @@ REFUSALS = {
     "size too small": (["--size", "4"], lambda src: None, r"--size 4: give an image side from 8 to 1024"),
     "size not a number": (["--size", "big"], lambda src: None, r"argument --size: invalid int value"),
     "unknown dataset": (["--from", "mnist"], lambda src: None, r"argument --from: invalid choice: 'mnist'"),
+    "empty test folder": ([], _empty_test_folder, r"src/test has no class folders; put its images in test/"),
+    "unreadable test": (
+        [],
+        _unreadable_test_images,
+        r"none of the 3 test images could be read \(.*\); replace",
+    ),
+    "newline in class": ([], _class_name_with_newline, r"'.*squ\\nare': a class name becomes a line of"),
+    "class not utf-8": ([], _class_name_not_utf8, r"caf\\udce9': a class name .* printable UTF-8"),
+    "class left without train": (
+        ["--test-fraction", "0.6"],
+        _one_image_in_a_class,
+        r"--test-fraction 0.6 takes all 1 image\(s\) of class 'square', which then has no train image",
+    ),  # fmt: skip
+    "negative seed": (["--seed", "-1"], lambda src: None, r"--seed -1: give 0 or more"),
+    "too many workers": (["--workers", "1000000"], lambda src: None, r"--workers 1000000: give 0 .* to \d+"),
 }
 
 
@@ -115,6 +154,49 @@ def test_each_refusal_is_one_line_and_leaves_no_output(tmp_path, capsys, case):
     assert stopped.value.code == 2
     assert_one_line_error(capsys.readouterr().err, message)
     assert (tmp_path / "out").exists() == existed and not list(tmp_path.glob("out.partial-*"))
+
+
+OUT_REFUSALS = {
+    "inside SRC": (lambda tmp: tmp / "src" / "train" / "zz", r"OUT .*src/train/zz is inside SRC"),
+    "under a file": (
+        lambda tmp: tmp / "src" / "train" / "circle" / "000.jpg" / "out",
+        r"is a file, not a folder",
+    ),
+    "name too long": (
+        lambda tmp: tmp / ("x" * 250),
+        r"the name x+\.\.\. is too long; keep names to \d+ bytes",
+    ),
+    "a dangling link": (lambda tmp: _dangling_link(tmp / "link"), r"link already exists"),
+    "inside a run": (
+        lambda tmp: _run_folder(tmp / "run") / "data",
+        r"is inside the run folder .*run, and a later",
+    ),
+}
+
+
+def _dangling_link(path):
+    path.symlink_to(path.parent / "nowhere")
+    return path
+
+
+def _run_folder(folder):
+    folder.mkdir()
+    (folder / "config.yaml").write_text("stage:\n  name: supervised\ntrainer:\n  max_epochs: 1\n")
+    (folder / "metrics.json").write_text("{}")
+    return folder
+
+
+@pytest.mark.parametrize("case", OUT_REFUSALS, ids=list(OUT_REFUSALS))
+def test_an_out_that_cannot_or_must_not_be_written_is_refused_before_converting(tmp_path, capsys, case):
+    src = small_tree(tmp_path)
+    where, message = OUT_REFUSALS[case]
+    out = where(tmp_path)
+    before = sorted(str(path) for path in tmp_path.rglob("*"))
+    with pytest.raises(SystemExit) as stopped:
+        prepare.main([str(src), str(out), "--workers", "0"])
+    assert stopped.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, message)
+    assert sorted(str(path) for path in tmp_path.rglob("*")) == before
 
 
 def test_an_interrupted_conversion_leaves_nothing(tmp_path, capsys, monkeypatch):
@@ -188,3 +270,49 @@ def test_without_the_md5_check_bypassed_a_foreign_cifar_folder_is_refused(tmp_pa
     assert_one_line_error(
         capsys.readouterr().err, r"--from cifar10: torchvision cannot read it .*not found or"
     )
+
+
+def test_what_is_not_read_is_listed_and_linked_folders_are_read(tmp_path):
+    src = small_tree(tmp_path)
+    circle = src / "train" / "circle"
+    elsewhere = tmp_path / "more_circles"
+    shutil.copytree(circle, elsewhere, ignore=shutil.ignore_patterns("broken*"))
+    (circle / "linked").symlink_to(elsewhere)  # read: the tree as the user sees it
+    (elsewhere / "loop").symlink_to(circle)  # a link back up the tree: read once, not forever
+    (circle / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    os.mkfifo(src / "unlabeled" / "pipe")
+    (src / "test" / "loose.jpg").write_bytes((src / "test" / "square" / "000.jpg").read_bytes())
+    (circle / os.fsdecode(b"caf\xe9.jpg")).write_bytes(b"not an image")  # a name that is not UTF-8
+    manifest = prepare.prepare(tmp_path / "out", src, size=16)
+    assert manifest["counts"]["train"] == 6 + 2  # the two readable circles again, through the link
+    listed = (tmp_path / "out" / "skipped.txt").read_bytes().decode("utf-8", "surrogateescape").splitlines()
+    why = {os.path.relpath(line.split("\t")[0], src): line.split("\t")[1] for line in listed[:-1]}
+    assert why == {
+        "train/circle/broken.jpg": why["train/circle/broken.jpg"],
+        os.fsdecode(b"train/circle/caf\xe9.jpg"): why[os.fsdecode(b"train/circle/caf\xe9.jpg")],
+        "train/circle/gone.jpg": "a broken link",
+        "train/circle/linked/loop": "a link to a folder already read",
+        "unlabeled/pipe": "not a regular file",
+        "test/loose.jpg": "not in a class folder",
+    }
+    assert listed[-1] == "6 skipped" and manifest["skipped"] == 6
+
+
+def test_pixels_without_a_fixed_range_are_refused_and_transparency_keys_are_laid_on_white(tmp_path):
+    grey = Image.fromarray(np.zeros((8, 8), dtype=np.uint8))
+    grey.save(tmp_path / "grey_key.png", transparency=0)
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(
+        tmp_path / "rgb_key.png", transparency=(0, 0, 0)
+    )
+    for name in ("grey_key.png", "rgb_key.png"):
+        assert decode(tmp_path / name, 8)[:, 0, 0].tolist() == [255, 255, 255]
+    Image.fromarray(np.full((8, 8), 0.5, dtype=np.float32)).save(tmp_path / "float.tif")
+    Image.fromarray(np.full((8, 8), 200, dtype=np.int32)).save(tmp_path / "int32.tif")
+    for name, kind in (("float.tif", "floating-point"), ("int32.tif", "integer")):
+        with pytest.raises(ValueError, match=f"{kind} pixels of 32 bits have no fixed range"):
+            decode(tmp_path / name, 8)
+
+
+def test_decoding_workers_leave_ctrl_c_to_the_command():
+    with decoding_pool(1) as pool:
+        assert pool.apply(signal.getsignal, (signal.SIGINT,)) == signal.SIG_IGN

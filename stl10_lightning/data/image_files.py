@@ -4,9 +4,13 @@ processes, made RGB, resized on the short side and centre-cropped.
 Any format PIL reads works (JPEG, PNG, WebP, BMP, ...). Grayscale, palette, CMYK and 16-bit images become
 RGB; transparent pixels are laid on white (what an image viewer shows), since the colour PIL stores under
 them is arbitrary. A photo's EXIF orientation is applied, so images come out as they are displayed.
+Images of 32-bit integer or floating-point pixels are refused as unreadable: their range is not fixed, so
+any scaling to 8 bits would be a guess.
 """
 
 import multiprocessing
+import os
+import signal
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -19,22 +23,57 @@ from PIL import Image, ImageOps
 # Images handed to each worker at a time: large enough that the handover costs little per image.
 CHUNK = 32
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+TIFF_BITS_PER_SAMPLE = 258
 
 
-def image_files(folder: Path) -> list[Path]:
-    """Every file under `folder`, at any depth, in a stable order; hidden files (.DS_Store) are left out."""
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
+def most_workers() -> int:
+    """The --workers bound: decoding is CPU-bound, so more processes than a few per core only cost memory."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def image_files(folder: Path, dropped: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """Every file under `folder`, at any depth and through linked folders, in a stable order; hidden
+    entries (.DS_Store) are left out. What is there but cannot be read as a file (a broken link, a pipe, a
+    second link to a folder already read) goes to `dropped` as (path, why), so that it is reported."""
+    files, gone, seen = [], [], set()
+    for root, subfolders, names in os.walk(folder, followlinks=True):
+        identity = (os.stat(root).st_dev, os.stat(root).st_ino)
+        if identity in seen:  # a link back up the tree would otherwise be walked forever
+            gone.append((Path(root), "a link to a folder already read"))
+            subfolders.clear()
+            continue
+        seen.add(identity)
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        for name in names:
+            path = Path(root) / name
+            if name.startswith("."):
+                continue
+            if path.is_file():
+                files.append(path)
+            else:
+                gone.append((path, "a broken link" if path.is_symlink() else "not a regular file"))
+    if dropped is not None:
+        dropped += sorted(gone)
+    return sorted(files)
+
+
+def _refuse_unscaled_depths(image: Image.Image) -> None:
+    """32-bit integer or float pixels may span any range: refuse them rather than guess a scaling."""
+    bits = image.tag_v2.get(TIFF_BITS_PER_SAMPLE, (0,)) if image.format == "TIFF" else (0,)
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    if image.mode == "F" or (image.mode == "I" and max(bits) > 16):
+        kind = "floating-point" if image.mode == "F" else "integer"
+        raise ValueError(f"{kind} pixels of {max(bits) or 32} bits have no fixed range; save 8 or 16 bits")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in SIXTEEN_BIT:  # PIL's convert would clip 16-bit values at 255 instead of scaling them
-        scaled = np.asarray(image, dtype=np.float64) / 257
-        image = Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        values = np.asarray(image, dtype=np.float64)
+        if values.min(initial=0) < 0 or values.max(initial=0) > 65535:
+            raise ValueError("integer pixels beyond 16 bits have no fixed range; save 8 or 16 bits")
+        image = Image.fromarray(np.clip(np.rint(values / 257), 0, 255).astype(np.uint8), mode="L")
+    # A transparency key (grey or RGB PNG) marks transparent pixels as much as an alpha channel does.
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         image = image.convert("RGBA")
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, image)
@@ -56,6 +95,7 @@ def decode(path: str | Path, size: int) -> np.ndarray:
     with Image.open(path) as image:
         if image.format == "JPEG":
             image.draft(image.mode, (size, size))  # decode at a reduced scale that still covers `size`
+        _refuse_unscaled_depths(image)
         upright = ImageOps.exif_transpose(image)
         rgb = square(to_rgb(upright), size)
     return np.asarray(rgb).transpose(2, 0, 1)
@@ -76,7 +116,11 @@ def decoding_pool(workers: int) -> Iterator[Pool | None]:
     if workers == 0:
         yield None
         return
-    with multiprocessing.Pool(workers) as pool:
+    # The workers leave Ctrl-C to this process, which then ends them; a worker that took it itself would
+    # print its own traceback and could leave the pool waiting for its result.
+    with multiprocessing.Pool(
+        workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)
+    ) as pool:
         yield pool
 
 

@@ -30,7 +30,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from stl10_lightning.common.errors import OneLineArgumentParser, UserError
-from stl10_lightning.data.image_files import decoded, decoding_pool, square
+from stl10_lightning.common.output_paths import check_new_output
+from stl10_lightning.data.image_files import decoded, decoding_pool, most_workers, square
 from stl10_lightning.data.prepare_sources import (
     TORCHVISION,
     Source,
@@ -154,6 +155,11 @@ def write_layout(source: Source, out: Path, conversion: Conversion) -> dict:
     _check_every_class_kept(labels, source.class_names)
     for name in ("test", "unlabeled"):
         counts[name], _ = write_split(folder, name, source.splits[name], conversion, skipped)
+    if not counts["test"]:  # every stage ends by testing: refuse now rather than after training
+        raise UserError(
+            f"none of the {len(source.splits['test'])} test images could be read ({skipped[-1][1]}); "
+            "replace them and prepare again"
+        )
     (folder / CLASS_NAMES_FILE).write_text("\n".join(source.class_names) + "\n", encoding="utf-8")
     mean, std = statistics.mean_std()
     manifest = {
@@ -170,7 +176,8 @@ def write_layout(source: Source, out: Path, conversion: Conversion) -> dict:
     }
     (folder / PREPARED_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     lines = [f"{path}\t{why}" for path, why in skipped] + [f"{len(skipped)} skipped"]
-    (out / SKIPPED_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # File names that are not UTF-8 are written back as the bytes they were, so they can be found.
+    (out / SKIPPED_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogateescape")
     return manifest
 
 
@@ -187,8 +194,11 @@ def prepare(
     seed: int = 0,
 ) -> dict:
     """Convert `src` (image folders) or torchvision's `dataset` at `root` into `out`; returns the manifest."""
-    if out.exists():
+    if out.exists() or out.is_symlink():
         raise UserError(f"{out} already exists; give a new folder, or delete that one first")
+    check_new_output(out, "OUT")
+    if src is not None and out.resolve().is_relative_to(src.resolve()):
+        raise UserError(f"OUT {out} is inside SRC {src}, where it would become images; give a folder outside")
     if size is not None and not SIZES[0] <= size <= SIZES[1]:
         raise UserError(f"--size {size}: give an image side from {SIZES[0]} to {SIZES[1]} pixels")
     source = from_torchvision(dataset, root) if dataset else from_folders(src, test_fraction, seed)
@@ -234,10 +244,12 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         )
     if bool(args.dataset) != bool(args.root):
         parser.error("--from and --root go together: --from names the dataset, --root where it is")
-    if args.workers < 0:
-        parser.error(f"--workers {args.workers}: give 0 (decode in this process) or more")
+    if not 0 <= args.workers <= most_workers():
+        parser.error(f"--workers {args.workers}: give 0 (decode in this process) to {most_workers()}")
     if not 0 < args.test_fraction < 1 or not 0 <= args.unlabeled_fraction < 1:
         parser.error("--test-fraction must be in (0, 1) and --unlabeled-fraction in [0, 1)")
+    if args.seed < 0:
+        parser.error(f"--seed {args.seed}: give 0 or more")
     return (None, Path(args.paths[0])) if args.dataset else (Path(args.paths[0]), Path(args.paths[1]))
 
 

@@ -54,13 +54,28 @@ class Source:
 
 
 def _class_folders(folder: Path) -> list[str]:
-    return sorted(path.name for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
+    names = sorted(path.name for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
+    for name in names:
+        if not name.isprintable() or not _is_utf8(name):
+            raise UserError(
+                f"{str(folder / name)!r}: a class name becomes a line of class_names.txt, a TensorBoard tag "
+                "and a CSV value, so it must be printable UTF-8; rename the folder"
+            )
+    return names
 
 
-def _labeled(folder: Path, names: list[str], index: dict[str, int]) -> Split:
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")  # a file name that was not UTF-8 holds surrogates, which do not encode
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _labeled(folder: Path, names: list[str], index: dict[str, int], dropped: list) -> Split:
     files, labels = [], []
     for name in names:
-        found = image_files(folder / name)
+        found = image_files(folder / name, dropped)
         if not found:
             raise UserError(f"{folder / name} is an empty class folder; add its images or remove the folder")
         files += [str(path) for path in found]
@@ -69,22 +84,30 @@ def _labeled(folder: Path, names: list[str], index: dict[str, int]) -> Split:
 
 
 def _stratified_share(
-    train: Split, fraction: float, seed: int, refusal: str
+    train: Split, option: str, fraction: float, seed: int, names: list[str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, taken) positions: a stratified, seeded `fraction` of `train` taken, refused with
-    `refusal` (formatted with the count) unless both parts keep at least one image."""
+    """(kept, taken) positions: a stratified, seeded `fraction` of `train` taken for `option`, refused
+    unless both parts keep at least one image and every class keeps a train image."""
     count = round(fraction * len(train))
     if not 1 <= count < len(train):
-        raise UserError(refusal.format(count=count))
-    return stratified_split(train.labels, count, seed)
+        raise UserError(
+            f"{option} {fraction:g} of {len(train)} labeled images takes {count}; give a fraction that "
+            "leaves some labeled images and takes at least one"
+        )
+    kept, taken = stratified_split(train.labels, count, seed)
+    left = np.bincount(train.labels[kept], minlength=len(names))
+    if not left.all():
+        name = names[int(np.argmin(left))]
+        total = int((train.labels == names.index(name)).sum())
+        raise UserError(
+            f"{option} {fraction:g} takes all {total} image(s) of class {name!r}, which then has no "
+            "train image; give a smaller fraction or more images of that class"
+        )
+    return kept, taken
 
 
-def _carve_test(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    kept, test = _stratified_share(
-        train, fraction, seed,
-        f"--test-fraction {fraction:g} of {len(train)} labeled images gives {{count}} test images; give a "
-        "fraction that leaves some for both train and test, or a test/ folder",
-    )  # fmt: skip
+def _carve_test(train: Split, fraction: float, seed: int, names: list[str]) -> tuple[Split, Split]:
+    kept, test = _stratified_share(train, "--test-fraction", fraction, seed, names)
     return train.take(kept), train.take(test)
 
 
@@ -103,7 +126,8 @@ def from_folders(src: Path, test_fraction: float, seed: int) -> Source:
     if len(names) > MAX_CLASSES:
         raise UserError(f"{train_folder} has {len(names)} class folders; at most {MAX_CLASSES} are supported")
     index = {name: number for number, name in enumerate(names)}
-    train = _labeled(train_folder, names, index)
+    ignored = _not_read(src)
+    train = _labeled(train_folder, names, index, ignored)
     test_folder = src / "test"
     if test_folder.is_dir():
         test_names = _class_folders(test_folder)
@@ -113,30 +137,41 @@ def from_folders(src: Path, test_fraction: float, seed: int) -> Source:
                 f"{test_folder / unknown[0]} is a class that {train_folder} does not have; every test class "
                 "needs train images (rename the folder to a train class, or remove it)"
             )
-        test, how = _labeled(test_folder, test_names, index), f"the images of {test_folder}"
+        if not test_names:
+            raise UserError(
+                f"{test_folder} has no class folders; put its images in test/<class>/, or remove it so that "
+                "--test-fraction of train becomes the test set"
+            )
+        test, how = _labeled(test_folder, test_names, index, ignored), f"the images of {test_folder}"
     else:
-        train, test = _carve_test(train, test_fraction, seed)
+        train, test = _carve_test(train, test_fraction, seed, names)
         how = f"a stratified {test_fraction:.0%} of {train_folder} (seed {seed}): {src} has no test folder"
     unlabeled_folder = src / "unlabeled"
-    unlabeled = [str(path) for path in image_files(unlabeled_folder)] if unlabeled_folder.is_dir() else []
+    unlabeled = image_files(unlabeled_folder, ignored) if unlabeled_folder.is_dir() else []
     return Source(
         description=f"image folders in {src}",
         class_names=names,
-        splits={"train": train, "test": test, "unlabeled": Split(unlabeled)},
+        splits={"train": train, "test": test, "unlabeled": Split([str(path) for path in unlabeled])},
         test_split=how,
-        ignored=_not_read(src, train_folder),
+        ignored=[(str(path), why) for path, why in ignored],
     )
 
 
-def _not_read(src: Path, train_folder: Path) -> list[tuple[str, str]]:
+def _not_read(src: Path) -> list[tuple[Path, str]]:
     """What the tree holds beside the layout: listed with the skipped files, so that nothing goes unsaid."""
     beside = [
         (path, "outside train/, test/ and unlabeled/, so not read")
         for path in sorted(src.iterdir())
         if path.name not in ("train", "test", "unlabeled")
     ]
-    loose = [(path, "not in a class folder") for path in sorted(train_folder.iterdir()) if path.is_file()]
-    return [(str(path), why) for path, why in beside + loose if not path.name.startswith(".")]
+    loose = [
+        (path, "not in a class folder")
+        for split in ("train", "test")
+        if (src / split).is_dir()
+        for path in sorted((src / split).iterdir())
+        if not path.is_dir()
+    ]
+    return [(path, why) for path, why in beside + loose if not path.name.startswith(".")]
 
 
 def from_torchvision(name: str, root: Path) -> Source:
@@ -175,11 +210,7 @@ def move_to_unlabeled(source: Source, fraction: float, seed: int) -> None:
     """Move a stratified, seeded `fraction` of the labeled train images into unlabeled, without labels:
     a dataset that has no unlabeled images of its own (CIFAR) then serves the semi-supervised stages."""
     train = source.splits["train"]
-    kept, moved = _stratified_share(
-        train, fraction, seed,
-        f"--unlabeled-fraction {fraction:g} of {len(train)} labeled images moves {{count}}; give a "
-        "fraction that leaves some labeled images and moves at least one",
-    )  # fmt: skip
+    kept, moved = _stratified_share(train, "--unlabeled-fraction", fraction, seed, source.class_names)
     unlabeled = source.splits["unlabeled"]
     extra = train.take(moved, keep_labels=False)
     items = (
