@@ -28,7 +28,7 @@ from tqdm import tqdm
 from stl10_lightning.common.atomic import write_text
 from stl10_lightning.common.errors import OneLineArgumentParser, UserError
 from stl10_lightning.common.output_paths import check_new_output
-from stl10_lightning.data.image_files import decoded, decoding_pool, image_files, most_workers
+from stl10_lightning.data.image_files import decoded, decoding_pool, image_files, most_workers, shown
 from stl10_lightning.runs.folder import read_metrics
 from stl10_lightning.stages.teacher import Teacher, load_teacher
 
@@ -70,15 +70,13 @@ def input_files(paths: list[Path], dropped: list[tuple[Path, str]]) -> list[Path
     return files
 
 
-def check_out(out: Path, inputs: list[Path]) -> None:
+def check_out(out: Path) -> None:
     """Refuse an --out that would overwrite something other than an earlier predictions CSV."""
     check_new_output(out, "--out")
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: the folder {out.parent} does not exist")
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name, such as {out / 'predictions.csv'}")
-    if out.exists() and out.resolve() in {path.resolve() for path in inputs}:
-        raise UserError(f"--out {out} is one of the images to predict; give another file name")
     if out.exists() and out.suffix.lower() != ".csv":
         raise UserError(f"--out {out} exists and is not a .csv file; give a new name or an earlier CSV")
 
@@ -134,10 +132,13 @@ def predict(
     """Write `out` (CSV, atomically); return (rows written, [(unreadable file, why)]). Inputs without one
     readable image are refused: a CSV of headers only would pass for a finished job."""
     skipped: list[tuple[Path, str]] = []
+    check_out(out)
     files = input_files(paths, skipped)
-    check_out(out, files)
+    if out.exists() and out.resolve() in {path.resolve() for path in files}:  # an earlier run's CSV
+        files = [path for path in files if path.resolve() != out.resolve()]
+        skipped.append((out, "the --out file, replaced by these predictions"))
     if not files:
-        why = f" ({skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        why = f" ({shown(skipped[0][0])}: {skipped[0][1]})" if skipped else ""
         raise UserError(f"no files under {' '.join(map(str, paths))}{why}; give image files or folders")
     on = pick_device(device)
     teacher = load_teacher(checkpoint_of(source), wanted=f"a classifier run: {NOT_A_CLASSIFIER}")
@@ -157,7 +158,7 @@ def predict(
     if not written:
         path, why = skipped[-1]
         raise UserError(
-            f"none of the {len(files)} files is a readable image ({path}: {why}); nothing written"
+            f"none of the {len(files)} files is a readable image ({shown(path)}: {why}); nothing written"
         )
     write_text(out, text.getvalue(), errors="surrogateescape")  # paths as the file system spells them
     return written, skipped
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"interrupted: {args.out} was not written", file=sys.stderr)
         sys.exit(130)
     for path, why in skipped:
-        print(f"skipped {path}: {why}", file=sys.stderr)
+        print(f"skipped {shown(path)}: {why}", file=sys.stderr)
     print(
         f"wrote {written} predictions to {args.out}; {len(skipped)} unreadable files skipped", file=sys.stderr
     )

@@ -112,7 +112,7 @@ def _out_refusals(run_dir, image_tree, tmp_path):
             run_dir / "metrics.json",
             r"is inside the run folder .*, and a later command",
         ),
-        "an input image": (image, r"is one of the images to predict"),
+        "an input image": (image, r"001.png exists and is not a .csv file"),
         "a file that is no CSV": (tmp_path / "notes.txt", r"notes.txt exists and is not a .csv file"),
         "a folder": (tmp_path, r"is a folder; give a file name, such as .*predictions.csv"),
         "under a file": (tmp_path / "notes.txt" / "p.csv", r"notes.txt is a file, not a folder"),
@@ -157,3 +157,13 @@ def test_predict_writes_a_file_name_that_is_not_utf8_as_its_bytes(supervised_run
     out = tmp_path / "predictions.csv"
     predict.main([str(supervised_run[0]), str(tmp_path / "in"), "--out", str(out), "--workers", "0"])
     assert out.read_bytes().splitlines()[1].startswith(os.fsencode(tmp_path / "in" / name) + b",")
+
+
+def test_predicting_again_into_the_input_folder_replaces_the_earlier_csv(
+    supervised_run, image_tree, tmp_path, capsys
+):
+    shutil.copytree(image_tree / "test" / "square", tmp_path / "photos")
+    out = tmp_path / "photos" / "predictions.csv"
+    for _ in range(2):
+        predict.main([str(supervised_run[0]), str(tmp_path / "photos"), "--out", str(out), "--workers", "0"])
+    assert "skipped" in capsys.readouterr().err and len(out.read_text().splitlines()) == 1 + 4

@@ -104,6 +104,11 @@ def _class_name_not_utf8(src):
     os.rename(src / "train" / "square", os.fsencode(src / "train") + b"/caf\xe9")
 
 
+def _test_a_broken_link(src):
+    shutil.rmtree(src / "test")
+    (src / "test").symlink_to(src / "moved_test")
+
+
 def _one_image_in_a_class(src):
     shutil.rmtree(src / "test")
     next((src / "train" / "square").iterdir()).unlink()
@@ -138,6 +143,7 @@ REFUSALS = {
         _one_image_in_a_class,
         r"--test-fraction 0.6 takes all 1 image\(s\) of class 'square', which then has no train image",
     ),  # fmt: skip
+    "test a broken link": ([], _test_a_broken_link, r"src/test is a file or a broken link, not a folder"),
     "negative seed": (["--seed", "-1"], lambda src: None, r"--seed -1: give 0 or more"),
     "too many workers": (["--workers", "1000000"], lambda src: None, r"--workers 1000000: give 0 .* to \d+"),
 }
@@ -171,7 +177,26 @@ OUT_REFUSALS = {
         lambda tmp: _run_folder(tmp / "run") / "data",
         r"is inside the run folder .*run, and a later",
     ),
+    "through a link into a run": (
+        lambda tmp: _link_into_a_run(tmp) / "data",
+        r"is inside the run folder .*run,",
+    ),
 }
+
+
+def _link_into_a_run(tmp):
+    (_run_folder(tmp / "run") / "checkpoints").mkdir()
+    (tmp / "link").symlink_to(tmp / "run" / "checkpoints")
+    return tmp / "link"
+
+
+def test_a_path_that_only_passes_through_a_run_folder_is_not_inside_it(tmp_path):
+    src = small_tree(tmp_path)
+    _run_folder(tmp_path / "run")
+    (tmp_path / "run" / "config.yaml").write_text("stage:\n  name: supervised\ntrainer:\n  max_epochs: 1\n")
+    prepare.prepare(tmp_path / "run" / ".." / "prepared", src, size=8)
+    assert (tmp_path / "prepared" / "skipped.txt").is_file()
+    assert sorted(path.name for path in (tmp_path / "run").iterdir()) == ["config.yaml", "metrics.json"]
 
 
 def _dangling_link(path):
@@ -181,7 +206,8 @@ def _dangling_link(path):
 
 def _run_folder(folder):
     folder.mkdir()
-    (folder / "config.yaml").write_text("stage:\n  name: supervised\ntrainer:\n  max_epochs: 1\n")
+    # Quoted keys: the same YAML as train.py writes, spelled another way.
+    (folder / "config.yaml").write_text('"stage": {name: supervised}\n"trainer": {max_epochs: 1}\n')
     (folder / "metrics.json").write_text("{}")
     return folder
 
@@ -279,6 +305,8 @@ def test_what_is_not_read_is_listed_and_linked_folders_are_read(tmp_path):
     shutil.copytree(circle, elsewhere, ignore=shutil.ignore_patterns("broken*"))
     (circle / "linked").symlink_to(elsewhere)  # read: the tree as the user sees it
     (elsewhere / "loop").symlink_to(circle)  # a link back up the tree: read once, not forever
+    (circle / "up").symlink_to(src / "train")  # would read the other classes' images as circles
+    (circle / "bad\nname.jpg").write_bytes(b"not an image")  # a name that would pass for two lines
     (circle / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
     os.mkfifo(src / "unlabeled" / "pipe")
     (src / "test" / "loose.jpg").write_bytes((src / "test" / "square" / "000.jpg").read_bytes())
@@ -286,16 +314,18 @@ def test_what_is_not_read_is_listed_and_linked_folders_are_read(tmp_path):
     manifest = prepare.prepare(tmp_path / "out", src, size=16)
     assert manifest["counts"]["train"] == 6 + 2  # the two readable circles again, through the link
     listed = (tmp_path / "out" / "skipped.txt").read_bytes().decode("utf-8", "surrogateescape").splitlines()
-    why = {os.path.relpath(line.split("\t")[0], src): line.split("\t")[1] for line in listed[:-1]}
+    why = dict(line.split("\t") for line in listed[:-1])
+    unreadable = [str(circle / "broken.jpg"), str(circle / os.fsdecode(b"caf\xe9.jpg"))]
+    unreadable.append(repr(str(circle / "bad\nname.jpg")))  # one line, in quotes
     assert why == {
-        "train/circle/broken.jpg": why["train/circle/broken.jpg"],
-        os.fsdecode(b"train/circle/caf\xe9.jpg"): why[os.fsdecode(b"train/circle/caf\xe9.jpg")],
-        "train/circle/gone.jpg": "a broken link",
-        "train/circle/linked/loop": "a link to a folder already read",
-        "unlabeled/pipe": "not a regular file",
-        "test/loose.jpg": "not in a class folder",
+        **{name: why[name] for name in unreadable},  # PIL's reason
+        str(circle / "gone.jpg"): "a broken link",
+        str(circle / "linked" / "loop"): "a link to a folder above or already read, not followed",
+        str(circle / "up"): "a link to a folder above or already read, not followed",
+        str(src / "unlabeled" / "pipe"): "not a regular file",
+        str(src / "test" / "loose.jpg"): "not in a class folder",
     }
-    assert listed[-1] == "6 skipped" and manifest["skipped"] == 6
+    assert listed[-1] == "8 skipped" and manifest["skipped"] == 8
 
 
 def test_pixels_without_a_fixed_range_are_refused_and_transparency_keys_are_laid_on_white(tmp_path):
@@ -304,7 +334,10 @@ def test_pixels_without_a_fixed_range_are_refused_and_transparency_keys_are_laid
     Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(
         tmp_path / "rgb_key.png", transparency=(0, 0, 0)
     )
-    for name in ("grey_key.png", "rgb_key.png"):
+    Image.fromarray(np.full((8, 8), 1000, dtype=np.uint16)).save(
+        tmp_path / "sixteen_key.png", transparency=1000
+    )
+    for name in ("grey_key.png", "rgb_key.png", "sixteen_key.png"):
         assert decode(tmp_path / name, 8)[:, 0, 0].tolist() == [255, 255, 255]
     Image.fromarray(np.full((8, 8), 0.5, dtype=np.float32)).save(tmp_path / "float.tif")
     Image.fromarray(np.full((8, 8), 200, dtype=np.int32)).save(tmp_path / "int32.tif")

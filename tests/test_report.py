@@ -210,12 +210,14 @@ def test_a_run_folder_is_left_as_it_is_and_its_report_goes_beside_it(tmp_path, c
     assert "| supervised |" in run_report(str(run))
     assert sorted(path.name for path in run.iterdir()) == before
     assert (tmp_path / "day" / "report" / "results.csv").is_file()
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(run), "--out", str(run / "checkpoints" / "report")])
-    assert exit_info.value.code == 2
-    assert_one_line_error(
-        capsys.readouterr().err, r"--out .* is inside the run folder .*run, and a later command"
-    )
+    (tmp_path / "link").symlink_to(run)
+    for out in (run / "checkpoints" / "report", tmp_path / "link" / "report"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(run), "--out", str(out)])
+        assert exit_info.value.code == 2
+        assert_one_line_error(
+            capsys.readouterr().err, r"--out .* is inside the run folder .*run, and a later"
+        )
     assert sorted(path.name for path in run.iterdir()) == before
 
 

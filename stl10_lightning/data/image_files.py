@@ -33,16 +33,17 @@ def most_workers() -> int:
 
 def image_files(folder: Path, dropped: list[tuple[Path, str]] | None = None) -> list[Path]:
     """Every file under `folder`, at any depth and through linked folders, in a stable order; hidden
-    entries (.DS_Store) are left out. What is there but cannot be read as a file (a broken link, a pipe, a
-    second link to a folder already read) goes to `dropped` as (path, why), so that it is reported."""
-    files, gone, seen = [], [], set()
+    entries (.DS_Store) are left out. What is there but is not read goes to `dropped` as (path, why), so
+    that it is reported: a broken link, a pipe, a link to a folder already read, and a link to a folder
+    above `folder` (whose other folders hold other classes' images)."""
+    files, gone, seen, top = [], [], set(), folder.resolve()
     for root, subfolders, names in os.walk(folder, followlinks=True):
-        identity = (os.stat(root).st_dev, os.stat(root).st_ino)
-        if identity in seen:  # a link back up the tree would otherwise be walked forever
-            gone.append((Path(root), "a link to a folder already read"))
+        info, real = os.stat(root), Path(root).resolve()
+        if (info.st_dev, info.st_ino) in seen or (real != top and top.is_relative_to(real)):
+            gone.append((Path(root), "a link to a folder above or already read, not followed"))
             subfolders.clear()
             continue
-        seen.add(identity)
+        seen.add((info.st_dev, info.st_ino))
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
         for name in names:
             path = Path(root) / name
@@ -55,6 +56,13 @@ def image_files(folder: Path, dropped: list[tuple[Path, str]] | None = None) -> 
     if dropped is not None:
         dropped += sorted(gone)
     return sorted(files)
+
+
+def shown(path: str | Path) -> str:
+    """A file name as one line of a listing: a name that holds a tab or newline is quoted, so that it
+    cannot pass for more lines or columns."""
+    text = str(path)
+    return repr(text) if any(ord(char) < 32 or ord(char) == 127 for char in text) else text
 
 
 def _refuse_unscaled_depths(image: Image.Image) -> None:
@@ -71,7 +79,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
         values = np.asarray(image, dtype=np.float64)
         if values.min(initial=0) < 0 or values.max(initial=0) > 65535:
             raise ValueError("integer pixels beyond 16 bits have no fixed range; save 8 or 16 bits")
-        image = Image.fromarray(np.clip(np.rint(values / 257), 0, 255).astype(np.uint8), mode="L")
+        key = image.info.get("transparency")  # a 16-bit key is a pixel value, not a scaled one
+        image = Image.fromarray(np.clip(np.rint(values / 257), 0, 255).astype(np.uint8))
+        if key is not None:
+            image = Image.merge(
+                "LA", (image, Image.fromarray(np.where(values == key, 0, 255).astype(np.uint8)))
+            )
     # A transparency key (grey or RGB PNG) marks transparent pixels as much as an alpha channel does.
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         image = image.convert("RGBA")

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from stl10_lightning.common.errors import OneLineArgumentParser, UserError
 from stl10_lightning.common.output_paths import check_new_output
-from stl10_lightning.data.image_files import decoded, decoding_pool, most_workers, square
+from stl10_lightning.data.image_files import decoded, decoding_pool, most_workers, shown, square
 from stl10_lightning.data.prepare_sources import (
     TORCHVISION,
     Source,
@@ -175,7 +175,7 @@ def write_layout(source: Source, out: Path, conversion: Conversion) -> dict:
         "skipped": len(skipped),
     }
     (folder / PREPARED_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    lines = [f"{path}\t{why}" for path, why in skipped] + [f"{len(skipped)} skipped"]
+    lines = [f"{shown(path)}\t{why}" for path, why in skipped] + [f"{len(skipped)} skipped"]
     # File names that are not UTF-8 are written back as the bytes they were, so they can be found.
     (out / SKIPPED_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogateescape")
     return manifest

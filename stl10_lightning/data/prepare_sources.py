@@ -118,6 +118,12 @@ def from_folders(src: Path, test_fraction: float, seed: int) -> Source:
             f"{train_folder} is missing: the labeled images go in {train_folder}/<class>/ (one folder per "
             "class), with optional test/<class>/ and unlabeled/ beside it"
         )
+    for part in (src / "test", src / "unlabeled"):
+        if (part.exists() or part.is_symlink()) and not part.is_dir():
+            raise UserError(
+                f"{part} is a file or a broken link, not a folder; make it the folder of {part.name} "
+                "images, or remove it"
+            )
     names = _class_folders(train_folder)
     if len(names) < 2:
         raise UserError(
