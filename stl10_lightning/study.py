@@ -25,6 +25,7 @@ from hydra.utils import instantiate
 
 from stl10_lightning import settings
 from stl10_lightning.common.errors import OneLineArgumentParser, UserError
+from stl10_lightning.common.output_paths import run_folder_around
 from stl10_lightning.launch import startup
 from stl10_lightning.report.cli import report
 from stl10_lightning.settings.schema import PSEUDO_MODES, own_settings
@@ -90,6 +91,12 @@ def check_arguments(out: Path, ratios: str, modes: str, overrides: list[str]) ->
     """The study's own arguments, refused with one line before anything runs."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder for the study")
+    run = run_folder_around(out)
+    if run is not None:
+        raise UserError(
+            f"--out {out} is inside the run folder {run}, and a later command never changes a run; give a "
+            "folder outside it"
+        )
     for ratio in ratios.split(","):
         try:
             value = float(ratio)

@@ -193,3 +193,19 @@ def test_a_failed_atomic_write_leaves_neither_a_temporary_file_nor_a_changed_res
     assert result.read_text() == "earlier\n"
     atomic.write_text(result, os.fsdecode(b"caf\xe9"), errors="surrogateescape")
     assert result.read_bytes() == b"caf\xe9"
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "sweep"])
+def test_a_run_or_sweep_inside_a_finished_runs_folder_is_refused(monkeypatch, capfd, finished, multirun):
+    run_dir, before = finished
+    tiny = ["backbone=tiny", "data.image_size=32", "data.num_workers=0", "trainer.accelerator=cpu", *SHORT]
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    argv = ["train.py", *(["-m", "seed=1,2"] if multirun else []), *tiny, f"{key}={run_dir / 'nested'}"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert_one_line_error(
+        capfd.readouterr().err, rf"{key}=.*nested is inside the run folder .*run, and a later"
+    )
+    assert fingerprint(run_dir) == before and not (run_dir / "nested").exists()

@@ -16,7 +16,7 @@ from stl10_lightning.runs.resume import check_same_settings
 from stl10_lightning.settings import check_settings, one_line
 from stl10_lightning.settings.check import _ranged_fields
 from stl10_lightning.settings.ranges import ALLOWED
-from stl10_lightning.study import for_step, steps
+from stl10_lightning.study import check_arguments, for_step, steps
 from stl10_lightning.train import train
 from tests.helpers import REPO, assert_one_line_error, compose_train, run_main
 
@@ -322,6 +322,14 @@ def test_the_study_refuses_a_file_as_its_folder(tmp_path):
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert_one_line_error(done.stderr, r"--out .*study is a file; give a folder for the study")
+
+
+def test_the_study_refuses_a_folder_inside_a_run(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text(OmegaConf.to_yaml(compose_train()))
+    with pytest.raises(UserError, match=r"--out .*run/study is inside the run folder .*run, and a later"):
+        check_arguments(tmp_path / "run" / "study", "1", "offline", [])
+    assert sorted(path.name for path in (tmp_path / "run").iterdir()) == ["config.yaml"]
 
 
 def test_a_knn_k_above_the_bank_is_refused(monkeypatch, capfd, tmp_path, synthetic_root):

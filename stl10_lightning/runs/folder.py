@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from stl10_lightning.common import atomic
 from stl10_lightning.common.errors import UserError
+from stl10_lightning.common.output_paths import run_folder_around
 
 log = logging.getLogger(__name__)
 
@@ -150,10 +151,26 @@ class WritableOutputFolder(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        _exit_unless_writable(Path(str(config.hydra.run.dir)), "hydra.run.dir")
+        folder = Path(str(config.hydra.run.dir))
+        # The run folder itself may hold a run (resume is checked later, by claim); a folder above must not.
+        _exit_if_inside_a_run(folder, run_folder_around(folder.parent), "hydra.run.dir")
+        _exit_unless_writable(folder, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        _exit_unless_writable(Path(str(config.hydra.sweep.dir)), "hydra.sweep.dir")
+        folder = Path(str(config.hydra.sweep.dir))
+        _exit_if_inside_a_run(folder, run_folder_around(folder), "hydra.sweep.dir")
+        _exit_unless_writable(folder, "hydra.sweep.dir")
+
+
+def _exit_if_inside_a_run(folder: Path, run: Path | None, key: str) -> None:
+    """A run nested in another would change that run's folder, and the report would never find it."""
+    if run is not None:
+        print(
+            f"error: {key}={folder} is inside the run folder {run}, and a later command never changes a "
+            f"run; leave {key} unset or choose a folder outside it",
+            file=sys.stderr,
+        )
+        sys.exit(2)
 
 
 def _exit_unless_writable(folder: Path, key: str) -> None:
