@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from stl10_lightning.common.errors import UserError
 from stl10_lightning.data import prepare
-from stl10_lightning.data.image_files import decode, decoding_pool
+from stl10_lightning.data.image_files import decode, decoding_pool, image_files
 from stl10_lightning.data.stl10_binary import STL10Binary, to_upright
 from tests.helpers import assert_one_line_error
 from tests.image_tree import CLASSES, write_image_tree
@@ -181,6 +182,10 @@ OUT_REFUSALS = {
         lambda tmp: _link_into_a_run(tmp) / "data",
         r"is inside the run folder .*run,",
     ),
+    "inside a run with a large config": (
+        lambda tmp: _run_folder(tmp / "run", padding=2_000_000) / "data",
+        r"is inside the run folder .*run, and a later",
+    ),
 }
 
 
@@ -204,10 +209,11 @@ def _dangling_link(path):
     return path
 
 
-def _run_folder(folder):
+def _run_folder(folder, padding=0):
     folder.mkdir()
-    # Quoted keys: the same YAML as train.py writes, spelled another way.
-    (folder / "config.yaml").write_text('"stage": {name: supervised}\n"trainer": {max_epochs: 1}\n')
+    # Quoted keys: the same YAML as train.py writes, spelled another way; padding makes it large.
+    config = f"notes: {'x' * padding}\n" + '"stage": {name: supervised}\n"trainer": {max_epochs: 1}\n'
+    (folder / "config.yaml").write_text(config)
     (folder / "metrics.json").write_text("{}")
     return folder
 
@@ -306,6 +312,8 @@ def test_what_is_not_read_is_listed_and_linked_folders_are_read(tmp_path):
     (circle / "linked").symlink_to(elsewhere)  # read: the tree as the user sees it
     (elsewhere / "loop").symlink_to(circle)  # a link back up the tree: read once, not forever
     (circle / "up").symlink_to(src / "train")  # would read the other classes' images as circles
+    (circle / "sideways").symlink_to(src / "train" / "square")  # squares labelled circle
+    (circle / "from_test").symlink_to(src / "test" / "circle")  # test images in train
     (circle / "bad\nname.jpg").write_bytes(b"not an image")  # a name that would pass for two lines
     (circle / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
     os.mkfifo(src / "unlabeled" / "pipe")
@@ -322,10 +330,12 @@ def test_what_is_not_read_is_listed_and_linked_folders_are_read(tmp_path):
         str(circle / "gone.jpg"): "a broken link",
         str(circle / "linked" / "loop"): "a link to a folder above or already read, not followed",
         str(circle / "up"): "a link to a folder above or already read, not followed",
+        str(circle / "sideways"): "a link to another class or split of the same source, not followed",
+        str(circle / "from_test"): "a link to another class or split of the same source, not followed",
         str(src / "unlabeled" / "pipe"): "not a regular file",
         str(src / "test" / "loose.jpg"): "not in a class folder",
     }
-    assert listed[-1] == "8 skipped" and manifest["skipped"] == 8
+    assert listed[-1] == "10 skipped" and manifest["skipped"] == 10
 
 
 def test_pixels_without_a_fixed_range_are_refused_and_transparency_keys_are_laid_on_white(tmp_path):
@@ -349,3 +359,39 @@ def test_pixels_without_a_fixed_range_are_refused_and_transparency_keys_are_laid
 def test_decoding_workers_leave_ctrl_c_to_the_command():
     with decoding_pool(1) as pool:
         assert pool.apply(signal.getsignal, (signal.SIGINT,)) == signal.SIG_IGN
+
+
+def test_config_files_above_out_that_are_pipes_or_deeply_nested_do_not_stop_a_conversion(tmp_path):
+    src = small_tree(tmp_path)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    os.mkfifo(tmp_path / "a" / "config.yaml")  # reading it would wait for a writer forever
+    (tmp_path / "a" / "b" / "config.yaml").write_text("[" * 5000)  # a YAML parser would recurse too deep
+    prepare.prepare(tmp_path / "a" / "b" / "out", src, size=8)
+    assert (tmp_path / "a" / "b" / "out" / "skipped.txt").is_file()
+
+
+def test_a_folder_that_cannot_be_opened_is_listed(tmp_path, monkeypatch):
+    src = small_tree(tmp_path)
+    (src / "train" / "circle" / "locked").mkdir()
+    scandir = os.scandir
+
+    def refused(path="."):
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refused)
+    dropped = []
+    files = image_files(src / "train" / "circle", dropped)
+    assert len(files) == 3
+    assert dropped == [(src / "train" / "circle" / "locked", "cannot be read (Permission denied)")]
+
+
+def test_folders_nested_too_deeply_are_refused_in_one_line(tmp_path, monkeypatch):
+    def too_deep(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+        yield
+
+    monkeypatch.setattr(os, "walk", too_deep)
+    with pytest.raises(UserError, match=r"nests folders too deeply to read; flatten it"):
+        image_files(tmp_path)

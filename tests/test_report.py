@@ -235,10 +235,15 @@ def test_a_mistyped_metrics_field_lists_the_run_as_unreadable(tmp_path, field, v
     assert (tmp_path / "report/results.md").is_file() and (tmp_path / "report/results.csv").is_file()
 
 
-@pytest.mark.parametrize("case", ["missing", "empty"])
+@pytest.mark.parametrize("case", ["missing", "empty", "hydra record"])
 def test_bad_paths_exit_2_with_one_line(case, tmp_path, capsys):
+    make_run(tmp_path / "run", accuracy(0.7))
+    (tmp_path / "run" / ".hydra").mkdir()
+    (tmp_path / "run" / ".hydra" / "config.yaml").write_text("stage:\n  name: supervised\n")
+    paths = {"missing": tmp_path / "nowhere", "empty": tmp_path / "run" / "tensorboard_none"}
+    paths["empty"].mkdir()
     with pytest.raises(SystemExit) as exit_info:
-        main([str(tmp_path / "nowhere") if case == "missing" else str(tmp_path)])
+        main([str(paths.get(case, tmp_path / "run" / ".hydra"))])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1

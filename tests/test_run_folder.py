@@ -195,17 +195,35 @@ def test_a_failed_atomic_write_leaves_neither_a_temporary_file_nor_a_changed_res
     assert result.read_bytes() == b"caf\xe9"
 
 
-@pytest.mark.parametrize("multirun", [False, True], ids=["run", "sweep"])
-def test_a_run_or_sweep_inside_a_finished_runs_folder_is_refused(monkeypatch, capfd, finished, multirun):
+NESTED = {
+    "run": lambda run_dir: [f"hydra.run.dir={run_dir / 'nested'}"],
+    "run through a link": lambda run_dir: [f"hydra.run.dir={_link(run_dir / 'checkpoints')}"],
+    "sweep": lambda run_dir: ["-m", "seed=1,2", f"hydra.sweep.dir={run_dir / 'nested'}"],
+    "sweep subdir": lambda run_dir: [
+        "-m", "seed=1,2", f"hydra.sweep.dir={run_dir.parent / 'sweep'}", "hydra.sweep.subdir=../run/nested"
+    ],
+}  # fmt: skip
+
+
+def _link(target: Path) -> Path:
+    link = target.parent.parent / "link"
+    link.symlink_to(target)
+    return link
+
+
+@pytest.mark.parametrize("case", NESTED, ids=list(NESTED))
+def test_a_run_or_sweep_inside_a_finished_runs_folder_is_refused(monkeypatch, capfd, finished, case):
     run_dir, before = finished
     tiny = ["backbone=tiny", "data.image_size=32", "data.num_workers=0", "trainer.accelerator=cpu", *SHORT]
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    argv = ["train.py", *(["-m", "seed=1,2"] if multirun else []), *tiny, f"{key}={run_dir / 'nested'}"]
-    monkeypatch.setattr(sys, "argv", argv)
+    arguments = NESTED[case](run_dir)
+    multirun = ["-m"] if "-m" in arguments else []  # Hydra's flag goes before the overrides
+    overrides = [argument for argument in arguments if argument != "-m"]
+    monkeypatch.setattr(sys, "argv", ["train.py", *multirun, *tiny, *overrides])
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2
-    assert_one_line_error(
-        capfd.readouterr().err, rf"{key}=.*nested is inside the run folder .*run, and a later"
+    message = (
+        r"leads out of the sweep folder" if case == "sweep subdir" else r"is inside the run folder .*run, and"
     )
+    assert_one_line_error(capfd.readouterr().err, message)
     assert fingerprint(run_dir) == before and not (run_dir / "nested").exists()

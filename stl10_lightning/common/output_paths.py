@@ -5,25 +5,27 @@ It imports no torch, so that the commands that only read files stay fast to refu
 """
 
 import os
+import re
 from pathlib import Path
-
-import yaml
 
 from stl10_lightning.common.errors import UserError
 
 # What marks a run folder: train.py writes its resolved config there when a run starts (runs/folder.py).
 RUN_MARK = "config.yaml"
-# Top-level keys of that config, so that a project's own config.yaml higher up is not taken for a run.
-RUN_KEYS = {"stage", "trainer"}
+# Top-level keys of that config, plain or quoted, so that a project's own config.yaml higher up is not
+# taken for a run. A line scan, not a YAML parse: a config of any size or depth is read in milliseconds.
+RUN_KEY = re.compile(r"""^(["']?)(stage|trainer)\1[ \t]*:""", re.MULTILINE)
 
 
 def _is_run_folder(folder: Path) -> bool:
-    try:
-        with (folder / RUN_MARK).open("rb") as file:
-            config = yaml.safe_load(file.read(1_000_000))
-    except (OSError, yaml.YAMLError):  # missing, a folder, unreadable, or no YAML: no run's config
+    config = folder / RUN_MARK
+    if not os.path.isfile(config):  # a pipe named config.yaml would block the read; False under no access
         return False
-    return isinstance(config, dict) and config.keys() >= RUN_KEYS
+    try:
+        text = config.read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return {match[1] for match in RUN_KEY.findall(text)} == {"stage", "trainer"}
 
 
 def run_folder_around(path: Path) -> Path | None:
@@ -37,7 +39,8 @@ def run_folder_around(path: Path) -> Path | None:
 
 
 def _nearest_existing(path: Path) -> Path:
-    return next(folder for folder in (path.absolute(), *path.absolute().parents) if folder.exists())
+    """os.path.lexists, unlike Path.exists, answers False instead of raising under a folder it cannot open."""
+    return next(folder for folder in (path.absolute(), *path.absolute().parents) if os.path.lexists(folder))
 
 
 def check_new_output(path: Path, option: str) -> None:

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from stl10_lightning.common.errors import UserError
+
 # Images handed to each worker at a time: large enough that the handover costs little per image.
 CHUNK = 32
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -31,31 +33,51 @@ def most_workers() -> int:
     return 4 * (os.cpu_count() or 1)
 
 
-def image_files(folder: Path, dropped: list[tuple[Path, str]] | None = None) -> list[Path]:
+def image_files(
+    folder: Path, dropped: list[tuple[Path, str]] | None = None, tree: Path | None = None
+) -> list[Path]:
     """Every file under `folder`, at any depth and through linked folders, in a stable order; hidden
     entries (.DS_Store) are left out. What is there but is not read goes to `dropped` as (path, why), so
-    that it is reported: a broken link, a pipe, a link to a folder already read, and a link to a folder
-    above `folder` (whose other folders hold other classes' images)."""
+    that it is reported: a folder that cannot be opened, a broken link, a pipe, and a link that
+    `_not_followed` names. `tree` is the whole source (SRC), whose other folders hold other classes."""
     files, gone, seen, top = [], [], set(), folder.resolve()
-    for root, subfolders, names in os.walk(folder, followlinks=True):
-        info, real = os.stat(root), Path(root).resolve()
-        if (info.st_dev, info.st_ino) in seen or (real != top and top.is_relative_to(real)):
-            gone.append((Path(root), "a link to a folder above or already read, not followed"))
-            subfolders.clear()
-            continue
-        seen.add((info.st_dev, info.st_ino))
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
-        for name in names:
-            path = Path(root) / name
-            if name.startswith("."):
+
+    def unreadable(err: OSError) -> None:
+        gone.append((Path(err.filename), f"cannot be read ({err.strerror})"))
+
+    try:
+        for root, subfolders, names in os.walk(folder, onerror=unreadable, followlinks=True):
+            info, real = os.stat(root), Path(root).resolve()
+            why = _not_followed(real, top, tree, (info.st_dev, info.st_ino) in seen)
+            if why:
+                gone.append((Path(root), why))
+                subfolders.clear()
                 continue
-            if path.is_file():
-                files.append(path)
-            else:
-                gone.append((path, "a broken link" if path.is_symlink() else "not a regular file"))
+            seen.add((info.st_dev, info.st_ino))
+            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+            for name in names:
+                path = Path(root) / name
+                if name.startswith("."):
+                    continue
+                if path.is_file():
+                    files.append(path)
+                else:
+                    gone.append((path, "a broken link" if path.is_symlink() else "not a regular file"))
+    except RecursionError:  # os.walk recurses once per level
+        raise UserError(f"{folder} nests folders too deeply to read; flatten it to a few levels") from None
     if dropped is not None:
         dropped += sorted(gone)
     return sorted(files)
+
+
+def _not_followed(real: Path, top: Path, tree: Path | None, seen: bool) -> str | None:
+    """Why a folder reached through a link is not read: its images would be read twice, or under the
+    label of this class although they belong to another class or split of the same source."""
+    if seen or (real != top and top.is_relative_to(real)):
+        return "a link to a folder above or already read, not followed"
+    if tree is not None and real.is_relative_to(tree.resolve()) and not real.is_relative_to(top):
+        return "a link to another class or split of the same source, not followed"
+    return None
 
 
 def shown(path: str | Path) -> str:

@@ -194,9 +194,9 @@ def prepare(
     seed: int = 0,
 ) -> dict:
     """Convert `src` (image folders) or torchvision's `dataset` at `root` into `out`; returns the manifest."""
+    check_new_output(out, "OUT")  # first: it also refuses a parent this process cannot open
     if out.exists() or out.is_symlink():
         raise UserError(f"{out} already exists; give a new folder, or delete that one first")
-    check_new_output(out, "OUT")
     if src is not None and out.resolve().is_relative_to(src.resolve()):
         raise UserError(f"OUT {out} is inside SRC {src}, where it would become images; give a folder outside")
     if size is not None and not SIZES[0] <= size <= SIZES[1]:

@@ -75,7 +75,7 @@ def _is_utf8(name: str) -> bool:
 def _labeled(folder: Path, names: list[str], index: dict[str, int], dropped: list) -> Split:
     files, labels = [], []
     for name in names:
-        found = image_files(folder / name, dropped)
+        found = image_files(folder / name, dropped, tree=folder.parent)
         if not found:
             raise UserError(f"{folder / name} is an empty class folder; add its images or remove the folder")
         files += [str(path) for path in found]
@@ -153,7 +153,7 @@ def from_folders(src: Path, test_fraction: float, seed: int) -> Source:
         train, test = _carve_test(train, test_fraction, seed, names)
         how = f"a stratified {test_fraction:.0%} of {train_folder} (seed {seed}): {src} has no test folder"
     unlabeled_folder = src / "unlabeled"
-    unlabeled = image_files(unlabeled_folder, ignored) if unlabeled_folder.is_dir() else []
+    unlabeled = image_files(unlabeled_folder, ignored, tree=src) if unlabeled_folder.is_dir() else []
     return Source(
         description=f"image folders in {src}",
         class_names=names,

@@ -153,12 +153,21 @@ class WritableOutputFolder(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         folder = Path(str(config.hydra.run.dir))
         # The run folder itself may hold a run (resume is checked later, by claim); a folder above must not.
-        _exit_if_inside_a_run(folder, run_folder_around(folder.parent), "hydra.run.dir")
+        run = run_folder_around(folder)
+        _exit_if_inside_a_run(folder, None if run == folder.resolve() else run, "hydra.run.dir")
         _exit_unless_writable(folder, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         folder = Path(str(config.hydra.sweep.dir))
         _exit_if_inside_a_run(folder, run_folder_around(folder), "hydra.sweep.dir")
+        subdir = Path(str(OmegaConf.to_container(config.hydra.sweep, resolve=False)["subdir"]))
+        if subdir.is_absolute() or ".." in subdir.parts:  # each job's folder must stay in the sweep folder
+            print(
+                f"error: hydra.sweep.subdir={subdir} leads out of the sweep folder; give a relative path "
+                "without '..', such as the default ${hydra.job.num}",
+                file=sys.stderr,
+            )
+            sys.exit(2)
         _exit_unless_writable(folder, "hydra.sweep.dir")
 
 
@@ -188,7 +197,7 @@ def _exit_unless_writable(folder: Path, key: str) -> None:
 def _walk(path: Path):
     """Run folders (with config.yaml) at or under `path`, without descending into one."""
     for folder, subfolders, files in os.walk(path):
-        if "config.yaml" in files:
+        if "config.yaml" in files and Path(folder).name not in NOT_RUNS:
             subfolders.clear()  # checkpoints/ and tensorboard/ hold no runs
             yield Path(folder)
         else:
