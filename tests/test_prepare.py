@@ -6,6 +6,7 @@ import os
 import pickle
 import shutil
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,6 +111,20 @@ def _test_a_broken_link(src):
     (src / "test").symlink_to(src / "moved_test")
 
 
+def _linked_to_another(link, target):
+    shutil.rmtree(link, ignore_errors=True)
+    link.symlink_to(target)
+
+
+LINKS = {  # each makes one file two labels, or a test image a train or unlabeled one
+    "class folder linked to another class": ("train/square", "train/circle"),
+    "class folder linked to its test folder": ("train/square", "test/square"),
+    "folder linked sideways": ("train/square/more", "train/circle"),
+    "file linked to a test image": ("train/square/more.jpg", "test/square/000.jpg"),
+    "unlabeled linked to test": ("unlabeled", "test"),
+}
+
+
 def _one_image_in_a_class(src):
     shutil.rmtree(src / "test")
     next((src / "train" / "square").iterdir()).unlink()
@@ -148,6 +163,21 @@ REFUSALS = {
     "negative seed": (["--seed", "-1"], lambda src: None, r"--seed -1: give 0 or more"),
     "too many workers": (["--workers", "1000000"], lambda src: None, r"--workers 1000000: give 0 .* to \d+"),
 }
+
+
+REFUSALS.update(
+    {
+        name: (
+            [],
+            lambda src, link=link, target=target: _linked_to_another(src / link, src / target),
+            message,
+        )
+        for name, (link, target) in LINKS.items()
+        for message in [
+            r"is the file .* \(through a link\), in .* and in .*; a file has one class and one split"
+        ]
+    }
+)
 
 
 @pytest.mark.parametrize("case", REFUSALS, ids=list(REFUSALS))
@@ -312,8 +342,7 @@ def test_what_is_not_read_is_listed_and_linked_folders_are_read(tmp_path):
     (circle / "linked").symlink_to(elsewhere)  # read: the tree as the user sees it
     (elsewhere / "loop").symlink_to(circle)  # a link back up the tree: read once, not forever
     (circle / "up").symlink_to(src / "train")  # would read the other classes' images as circles
-    (circle / "sideways").symlink_to(src / "train" / "square")  # squares labelled circle
-    (circle / "from_test").symlink_to(src / "test" / "circle")  # test images in train
+    (circle / "again.jpg").symlink_to(circle / "000.jpg")  # one file, one class: read once
     (circle / "bad\nname.jpg").write_bytes(b"not an image")  # a name that would pass for two lines
     (circle / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
     os.mkfifo(src / "unlabeled" / "pipe")
@@ -330,12 +359,11 @@ def test_what_is_not_read_is_listed_and_linked_folders_are_read(tmp_path):
         str(circle / "gone.jpg"): "a broken link",
         str(circle / "linked" / "loop"): "a link to a folder above or already read, not followed",
         str(circle / "up"): "a link to a folder above or already read, not followed",
-        str(circle / "sideways"): "a link to another class or split of the same source, not followed",
-        str(circle / "from_test"): "a link to another class or split of the same source, not followed",
+        str(circle / "again.jpg"): f"the same file as {circle / '000.jpg'}, read once",
         str(src / "unlabeled" / "pipe"): "not a regular file",
         str(src / "test" / "loose.jpg"): "not in a class folder",
     }
-    assert listed[-1] == "10 skipped" and manifest["skipped"] == 10
+    assert listed[-1] == "9 skipped" and manifest["skipped"] == 9
 
 
 def test_pixels_without_a_fixed_range_are_refused_and_transparency_keys_are_laid_on_white(tmp_path):
@@ -380,11 +408,22 @@ def test_a_folder_that_cannot_be_opened_is_listed(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return scandir(path)
 
+    is_file = Path.is_file
+
+    def guarded(path):  # a name listed in a folder that cannot be entered
+        if path.name == "000.jpg":
+            raise PermissionError(13, "Permission denied", str(path))
+        return is_file(path)
+
     monkeypatch.setattr(os, "scandir", refused)
+    monkeypatch.setattr(Path, "is_file", guarded)
     dropped = []
     files = image_files(src / "train" / "circle", dropped)
-    assert len(files) == 3
-    assert dropped == [(src / "train" / "circle" / "locked", "cannot be read (Permission denied)")]
+    assert len(files) == 2
+    assert dropped == [
+        (src / "train" / "circle" / "000.jpg", "cannot be read (Permission denied)"),
+        (src / "train" / "circle" / "locked", "cannot be read (Permission denied)"),
+    ]
 
 
 def test_folders_nested_too_deeply_are_refused_in_one_line(tmp_path, monkeypatch):

@@ -202,6 +202,10 @@ NESTED = {
     "sweep subdir": lambda run_dir: [
         "-m", "seed=1,2", f"hydra.sweep.dir={run_dir.parent / 'sweep'}", "hydra.sweep.subdir=../run/nested"
     ],
+    "sweep subdir from overrides": lambda run_dir: [
+        "-m", "seed=1,2", f"hydra.sweep.dir={run_dir.parent / 'sweep'}",
+        "hydra.sweep.subdir=${hydra.job.override_dirname}", "data.root=x/../../run/nested",
+    ],
 }  # fmt: skip
 
 
@@ -212,8 +216,12 @@ def _link(target: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", NESTED, ids=list(NESTED))
-def test_a_run_or_sweep_inside_a_finished_runs_folder_is_refused(monkeypatch, capfd, finished, case):
-    run_dir, before = finished
+def test_a_run_or_sweep_inside_a_finished_runs_folder_is_refused(monkeypatch, capfd, tmp_path, case):
+    run_dir = tmp_path / "run"  # refused before any training: the folder's marks are all it takes
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("stage:\n  name: supervised\ntrainer:\n  max_epochs: 1\n")
+    (run_dir / "metrics.json").write_text('{"stage": "supervised"}\n')
+    before = fingerprint(run_dir)
     tiny = ["backbone=tiny", "data.image_size=32", "data.num_workers=0", "trainer.accelerator=cpu", *SHORT]
     arguments = NESTED[case](run_dir)
     multirun = ["-m"] if "-m" in arguments else []  # Hydra's flag goes before the overrides
@@ -222,8 +230,6 @@ def test_a_run_or_sweep_inside_a_finished_runs_folder_is_refused(monkeypatch, ca
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2
-    message = (
-        r"leads out of the sweep folder" if case == "sweep subdir" else r"is inside the run folder .*run, and"
-    )
+    message = r"leads out of the sweep folder" if "subdir" in case else r"is inside the run folder .*run, and"
     assert_one_line_error(capfd.readouterr().err, message)
     assert fingerprint(run_dir) == before and not (run_dir / "nested").exists()

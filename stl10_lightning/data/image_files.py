@@ -33,13 +33,11 @@ def most_workers() -> int:
     return 4 * (os.cpu_count() or 1)
 
 
-def image_files(
-    folder: Path, dropped: list[tuple[Path, str]] | None = None, tree: Path | None = None
-) -> list[Path]:
+def image_files(folder: Path, dropped: list[tuple[Path, str]] | None = None) -> list[Path]:
     """Every file under `folder`, at any depth and through linked folders, in a stable order; hidden
     entries (.DS_Store) are left out. What is there but is not read goes to `dropped` as (path, why), so
-    that it is reported: a folder that cannot be opened, a broken link, a pipe, and a link that
-    `_not_followed` names. `tree` is the whole source (SRC), whose other folders hold other classes."""
+    that it is reported: a folder that cannot be opened, a broken link, a pipe, and a link to a folder
+    already read or above `folder` (which would read it again)."""
     files, gone, seen, top = [], [], set(), folder.resolve()
 
     def unreadable(err: OSError) -> None:
@@ -48,9 +46,8 @@ def image_files(
     try:
         for root, subfolders, names in os.walk(folder, onerror=unreadable, followlinks=True):
             info, real = os.stat(root), Path(root).resolve()
-            why = _not_followed(real, top, tree, (info.st_dev, info.st_ino) in seen)
-            if why:
-                gone.append((Path(root), why))
+            if (info.st_dev, info.st_ino) in seen or (real != top and top.is_relative_to(real)):
+                gone.append((Path(root), "a link to a folder above or already read, not followed"))
                 subfolders.clear()
                 continue
             seen.add((info.st_dev, info.st_ino))
@@ -59,7 +56,12 @@ def image_files(
                 path = Path(root) / name
                 if name.startswith("."):
                     continue
-                if path.is_file():
+                try:
+                    regular = path.is_file()
+                except OSError as err:  # in a folder that can be listed but not entered
+                    gone.append((path, f"cannot be read ({err.strerror})"))
+                    continue
+                if regular:
                     files.append(path)
                 else:
                     gone.append((path, "a broken link" if path.is_symlink() else "not a regular file"))
@@ -68,16 +70,6 @@ def image_files(
     if dropped is not None:
         dropped += sorted(gone)
     return sorted(files)
-
-
-def _not_followed(real: Path, top: Path, tree: Path | None, seen: bool) -> str | None:
-    """Why a folder reached through a link is not read: its images would be read twice, or under the
-    label of this class although they belong to another class or split of the same source."""
-    if seen or (real != top and top.is_relative_to(real)):
-        return "a link to a folder above or already read, not followed"
-    if tree is not None and real.is_relative_to(tree.resolve()) and not real.is_relative_to(top):
-        return "a link to another class or split of the same source, not followed"
-    return None
 
 
 def shown(path: str | Path) -> str:

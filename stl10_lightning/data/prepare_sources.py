@@ -5,6 +5,7 @@ SRC/test/<class>/...       optional; without it a stratified, seeded share of tr
 SRC/unlabeled/...          optional, at any depth
 """
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def _is_utf8(name: str) -> bool:
 def _labeled(folder: Path, names: list[str], index: dict[str, int], dropped: list) -> Split:
     files, labels = [], []
     for name in names:
-        found = image_files(folder / name, dropped, tree=folder.parent)
+        found = image_files(folder / name, dropped)
         if not found:
             raise UserError(f"{folder / name} is an empty class folder; add its images or remove the folder")
         files += [str(path) for path in found]
@@ -134,7 +135,9 @@ def from_folders(src: Path, test_fraction: float, seed: int) -> Source:
     index = {name: number for number, name in enumerate(names)}
     ignored = _not_read(src)
     train = _labeled(train_folder, names, index, ignored)
-    test_folder = src / "test"
+    test_folder, unlabeled_folder = src / "test", src / "unlabeled"
+    unlabeled = image_files(unlabeled_folder, ignored) if unlabeled_folder.is_dir() else []
+    test = None
     if test_folder.is_dir():
         test_names = _class_folders(test_folder)
         unknown = [name for name in test_names if name not in index]
@@ -149,18 +152,46 @@ def from_folders(src: Path, test_fraction: float, seed: int) -> Source:
                 "--test-fraction of train becomes the test set"
             )
         test, how = _labeled(test_folder, test_names, index, ignored), f"the images of {test_folder}"
-    else:
-        train, test = _carve_test(train, test_fraction, seed, names)
+    splits = {"train": train, "test": test, "unlabeled": Split([str(path) for path in unlabeled])}
+    splits = _each_file_once(
+        {name: split for name, split in splits.items() if split is not None}, names, ignored
+    )
+    if test is None:
+        splits["train"], splits["test"] = _carve_test(splits["train"], test_fraction, seed, names)
         how = f"a stratified {test_fraction:.0%} of {train_folder} (seed {seed}): {src} has no test folder"
-    unlabeled_folder = src / "unlabeled"
-    unlabeled = image_files(unlabeled_folder, ignored, tree=src) if unlabeled_folder.is_dir() else []
     return Source(
         description=f"image folders in {src}",
         class_names=names,
-        splits={"train": train, "test": test, "unlabeled": Split([str(path) for path in unlabeled])},
+        splits=splits,
         test_split=how,
         ignored=[(str(path), why) for path, why in ignored],
     )
+
+
+def _each_file_once(splits: dict[str, Split], names: list[str], dropped: list) -> dict[str, Split]:
+    """The splits with each file (through links: each real file) read once. One reached again at the same
+    class and split is listed in `dropped`; one that two classes share, or the test split and another,
+    is refused: it would be trained on under a wrong label, or tested on what was trained on. Train
+    images may also be unlabeled ones."""
+    first: dict[tuple[int, int], tuple[str, str]] = {}  # real file: (class or split, path)
+    once = {}
+    for split_name, split in splits.items():
+        keep = []
+        for position, path in enumerate(split.items):
+            info = os.stat(path)
+            place = split_name if split.labels is None else f"{split_name}/{names[split.labels[position]]}"
+            seen_at, seen_path = first.setdefault((info.st_dev, info.st_ino), (place, path))
+            if seen_path == path or {seen_at.split("/")[0], split_name} == {"train", "unlabeled"}:
+                keep.append(position)
+            elif seen_at == place:
+                dropped.append((Path(path), f"the same file as {seen_path}, read once"))
+            else:
+                raise UserError(
+                    f"{path} is the file {seen_path} (through a link), in {place} and in {seen_at}; a file "
+                    "has one class and one split, so remove the link or the copy that is wrong"
+                )
+        once[split_name] = split.take(np.array(keep, dtype=np.int64))
+    return once
 
 
 def _not_read(src: Path) -> list[tuple[Path, str]]:

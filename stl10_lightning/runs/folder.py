@@ -160,15 +160,25 @@ class WritableOutputFolder(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         folder = Path(str(config.hydra.sweep.dir))
         _exit_if_inside_a_run(folder, run_folder_around(folder), "hydra.sweep.dir")
-        subdir = Path(str(OmegaConf.to_container(config.hydra.sweep, resolve=False)["subdir"]))
-        if subdir.is_absolute() or ".." in subdir.parts:  # each job's folder must stay in the sweep folder
+        # Each job's folder must stay in the sweep folder. Hydra makes it before any callback sees the job,
+        # so check the subdir now, and the overrides too when it interpolates them (override_dirname).
+        subdir = str(OmegaConf.to_container(config.hydra.sweep, resolve=False)["subdir"])
+        parts = [subdir, *(config.hydra.overrides.task if "${" in subdir else [])]
+        leaving = next((part for part in parts if _leads_out(part)), None)
+        if leaving is not None:
             print(
-                f"error: hydra.sweep.subdir={subdir} leads out of the sweep folder; give a relative path "
-                "without '..', such as the default ${hydra.job.num}",
+                f"error: hydra.sweep.subdir={subdir} leads out of the sweep folder (through {leaving}); give "
+                "a relative subdir and values without '..' that climb out, such as the default "
+                "${hydra.job.num}",
                 file=sys.stderr,
             )
             sys.exit(2)
         _exit_unless_writable(folder, "hydra.sweep.dir")
+
+
+def _leads_out(part: str) -> bool:
+    """Whether a path fragment, put under a folder, ends outside it: absolute, or climbing out with '..'."""
+    return os.path.normpath(os.path.join("sweep", part)).split(os.sep)[0] != "sweep"
 
 
 def _exit_if_inside_a_run(folder: Path, run: Path | None, key: str) -> None:
