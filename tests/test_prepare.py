@@ -121,7 +121,6 @@ LINKS = {  # each makes one file two labels, or a test image a train or unlabele
     "class folder linked to its test folder": ("train/square", "test/square"),
     "folder linked sideways": ("train/square/more", "train/circle"),
     "file linked to a test image": ("train/square/more.jpg", "test/square/000.jpg"),
-    "unlabeled linked to test": ("unlabeled", "test"),
 }
 
 
@@ -434,3 +433,29 @@ def test_folders_nested_too_deeply_are_refused_in_one_line(tmp_path, monkeypatch
     monkeypatch.setattr(os, "walk", too_deep)
     with pytest.raises(UserError, match=r"nests folders too deeply to read; flatten it"):
         image_files(tmp_path)
+
+
+def test_a_test_image_is_never_an_unlabeled_one_and_an_unlabeled_file_is_read_once(tmp_path):
+    src = small_tree(tmp_path)
+    shutil.rmtree(src / "test")
+    shutil.rmtree(src / "unlabeled")
+    (src / "unlabeled").symlink_to(src / "train")  # every labeled image also an unlabeled one
+    os.link(src / "train" / "square" / "000.jpg", src / "train" / "extra.jpg")
+    prepare.prepare(tmp_path / "out", src, size=8, test_fraction=0.4, seed=1)
+    listed = (tmp_path / "out" / "skipped.txt").read_text().splitlines()
+    assert len([line for line in listed if "left out of unlabeled" in line]) == 3  # round(0.4 * 7) test files
+    assert len([line for line in listed if "read once" in line]) == 1  # extra.jpg and square/000.jpg
+    binary = STL10Binary(tmp_path / "out")
+    test, unlabeled = (
+        to_upright(binary.images(split)[:]).reshape(-1, 3 * 64) for split in ("test", "unlabeled")
+    )
+    assert len(unlabeled) and not {row.tobytes() for row in test} & {row.tobytes() for row in unlabeled}
+
+    shutil.rmtree(tmp_path / "out")
+    (src / "unlabeled").unlink()
+    (src / "unlabeled").mkdir()
+    for name in ("w1.jpg", "w2.jpg"):  # two links to one train image: one unlabeled image
+        os.link(src / "train" / "square" / "000.jpg", src / "unlabeled" / name)
+    manifest = prepare.prepare(tmp_path / "out", src, size=8, test_fraction=0.4, seed=1)
+    listed = (tmp_path / "out" / "skipped.txt").read_text()
+    assert manifest["counts"]["unlabeled"] <= 1 and listed.count("w2.jpg") == 1

@@ -51,7 +51,8 @@ def image_files(folder: Path, dropped: list[tuple[Path, str]] | None = None) -> 
                 subfolders.clear()
                 continue
             seen.add((info.st_dev, info.st_ino))
-            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+            # Sorted, so that which of a folder and a link to it is read does not depend on the file system.
+            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
             for name in names:
                 path = Path(root) / name
                 if name.startswith("."):

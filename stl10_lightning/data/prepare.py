@@ -36,6 +36,7 @@ from stl10_lightning.data.prepare_sources import (
     TORCHVISION,
     Source,
     Split,
+    each_file_once,
     from_folders,
     from_torchvision,
     move_to_unlabeled,
@@ -204,6 +205,10 @@ def prepare(
     source = from_torchvision(dataset, root) if dataset else from_folders(src, test_fraction, seed)
     if unlabeled_fraction:
         move_to_unlabeled(source, unlabeled_fraction, seed)
+    if src is not None:  # again, now that the test share and the unlabeled share are taken
+        dropped = []
+        source.splits = each_file_once(source.splits, source.class_names, dropped)
+        source.ignored += [(str(path), why) for path, why in dropped]
     staging = out.with_name(f"{out.name}.partial-{os.getpid()}")
     try:
         with decoding_pool(workers) as pool:

@@ -153,7 +153,7 @@ def from_folders(src: Path, test_fraction: float, seed: int) -> Source:
             )
         test, how = _labeled(test_folder, test_names, index, ignored), f"the images of {test_folder}"
     splits = {"train": train, "test": test, "unlabeled": Split([str(path) for path in unlabeled])}
-    splits = _each_file_once(
+    splits = each_file_once(
         {name: split for name, split in splits.items() if split is not None}, names, ignored
     )
     if test is None:
@@ -168,28 +168,34 @@ def from_folders(src: Path, test_fraction: float, seed: int) -> Source:
     )
 
 
-def _each_file_once(splits: dict[str, Split], names: list[str], dropped: list) -> dict[str, Split]:
-    """The splits with each file (through links: each real file) read once. One reached again at the same
-    class and split is listed in `dropped`; one that two classes share, or the test split and another,
-    is refused: it would be trained on under a wrong label, or tested on what was trained on. Train
-    images may also be unlabeled ones."""
-    first: dict[tuple[int, int], tuple[str, str]] = {}  # real file: (class or split, path)
+def each_file_once(splits: dict[str, Split], names: list[str], dropped: list) -> dict[str, Split]:
+    """The splits of file paths (train, test, unlabeled, in that order) with each real file read once,
+    however many links lead to it. Another link to it in the same class or split is listed in `dropped`,
+    and so is an unlabeled one that is a test image. One file in two classes, or in test and train, is
+    refused: it would be trained on under a wrong label, or tested on what was trained on. A train image
+    may also be an unlabeled one."""
+    places: dict[tuple[int, int], dict[str, str]] = {}  # real file: {class or split: its first path there}
     once = {}
-    for split_name, split in splits.items():
-        keep = []
+    for split_name in [name for name in ("train", "test", "unlabeled") if name in splits]:
+        split, keep = splits[split_name], []
         for position, path in enumerate(split.items):
             info = os.stat(path)
             place = split_name if split.labels is None else f"{split_name}/{names[split.labels[position]]}"
-            seen_at, seen_path = first.setdefault((info.st_dev, info.st_ino), (place, path))
-            if seen_path == path or {seen_at.split("/")[0], split_name} == {"train", "unlabeled"}:
-                keep.append(position)
-            elif seen_at == place:
-                dropped.append((Path(path), f"the same file as {seen_path}, read once"))
-            else:
+            seen = places.setdefault((info.st_dev, info.st_ino), {})
+            labeled = [other for other in seen if other != "unlabeled"]
+            if place in seen:
+                dropped.append((Path(path), f"the same file as {seen[place]}, read once"))
+            elif split_name == "unlabeled" and labeled and labeled[0].startswith("test/"):
+                dropped.append((Path(path), f"the test image {seen[labeled[0]]}, left out of unlabeled"))
+            elif split_name != "unlabeled" and labeled:
                 raise UserError(
-                    f"{path} is the file {seen_path} (through a link), in {place} and in {seen_at}; a file "
-                    "has one class and one split, so remove the link or the copy that is wrong"
+                    f"{path} is the file {seen[labeled[0]]} (through a link), in {place} and in "
+                    f"{labeled[0]}; a file has one class and one split, so remove the link or the copy that "
+                    "is wrong"
                 )
+            else:
+                seen[place] = path
+                keep.append(position)
         once[split_name] = split.take(np.array(keep, dtype=np.int64))
     return once
 
