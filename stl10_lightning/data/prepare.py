@@ -205,7 +205,7 @@ def prepare(
     source = from_torchvision(dataset, root) if dataset else from_folders(src, test_fraction, seed)
     if unlabeled_fraction:
         move_to_unlabeled(source, unlabeled_fraction, seed)
-    if src is not None:  # again, now that the test share and the unlabeled share are taken
+    if not dataset:  # again, now that the test share and the unlabeled share are taken
         dropped = []
         source.splits = each_file_once(source.splits, source.class_names, dropped)
         source.ignored += [(str(path), why) for path, why in dropped]
