@@ -38,7 +38,7 @@ def run_folder_around(path: Path) -> Path | None:
     return None
 
 
-def _nearest_existing(path: Path) -> Path:
+def nearest_existing(path: Path) -> Path:
     """os.path.lexists, unlike Path.exists, answers False instead of raising under a folder it cannot open."""
     return next(folder for folder in (path.absolute(), *path.absolute().parents) if os.path.lexists(folder))
 
@@ -52,7 +52,7 @@ def check_new_output(path: Path, option: str) -> None:
             f"{option} {path} is inside the run folder {run}, and a later command never changes a run; "
             "give a path outside it"
         )
-    existing = _nearest_existing(path.parent)
+    existing = nearest_existing(path.parent)
     if not existing.is_dir():
         raise UserError(f"{option} {path}: {existing} is a file, not a folder; give a path under a folder")
     if not os.access(existing, os.W_OK | os.X_OK):

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from stl10_lightning.common import atomic
 from stl10_lightning.common.errors import UserError
-from stl10_lightning.common.output_paths import run_folder_around
+from stl10_lightning.common.output_paths import nearest_existing, run_folder_around
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def _exit_if_inside_a_run(folder: Path, run: Path | None, key: str) -> None:
 
 
 def _exit_unless_writable(folder: Path, key: str) -> None:
-    existing = next(path for path in (folder.absolute(), *folder.absolute().parents) if path.exists())
+    existing = nearest_existing(folder)
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         what = "not a folder" if not existing.is_dir() else "not writable"
         print(
