@@ -11,6 +11,7 @@ import pytest
 import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
 
+from stl10_lightning import study
 from stl10_lightning.common.errors import UserError, find_cause
 from stl10_lightning.models import TinyNet
 from stl10_lightning.models.backbone_file import save_backbone
@@ -92,6 +93,13 @@ def run_main(monkeypatch, capfd, tmp_path, *overrides: str) -> tuple[int, str]:
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exit_info:
         main()
+    return exit_info.value.code, capfd.readouterr().err
+
+
+def run_study_main(capfd, *arguments: str) -> tuple[int, str]:
+    """`python -m stl10_lightning.study ARGUMENTS` in this process, for refusals that stop before any run."""
+    with pytest.raises(SystemExit) as exit_info:
+        study.main(list(arguments))
     return exit_info.value.code, capfd.readouterr().err
 
 
