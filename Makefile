@@ -35,7 +35,7 @@ report: install ## the results table of every finished run under outputs/ (or: m
 bench: install ## benchmarks against plain baselines on this machine (~5 min); writes benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
-quality: install ## the study on real photographs at a CPU budget, with controls (~2 h a seed on 2 cores, more on slower ones): make quality DATA=data/realdev; writes benchmarks/QUALITY.md
+quality: install ## the study on real photographs at a CPU budget, with controls (~3.5 h a seed on 2 cores, more on slower ones): make quality DATA=data/realdev; writes benchmarks/QUALITY.md
 	$(BIN)/python -m benchmarks.quality --data $(or $(DATA),$(error give DATA=<folder containing stl10_binary/>)) $(ARGS)
 
 tensorboard: install ## serve the dashboard of every run under outputs/
