@@ -368,17 +368,19 @@ def few_labels_root(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.slow(seconds=320)
+@pytest.mark.slow(seconds=220)
 def test_online_mode_beats_supervised_only_on_the_same_steps(few_labels_root, tmp_path):
-    """450 steps (75 to 220 s each run, by machine and threads). The control is the same run with
-    lambda_u=0: same batches, views and steps, without the unlabeled loss. Measured test accuracy, seeds
-    0/1/2: docs/pseudo-labeling.md."""
+    """600 steps of TinyNet at half width (about 100 s each run on one thread). The control is the same
+    run with lambda_u=0: same batches, views and steps, without the unlabeled loss. Measured test
+    accuracy, seeds 0 to 4: docs/pseudo-labeling.md."""
     recipe = [
         *ONLINE, "ratio=5", "pseudo.mu=2", "pseudo.strong_cutout=0.25", "data.batch_size=32",
+        "backbone.width=16",  # a step takes about half the time of the full width's
         "optimizer.lr=0.1", "optimizer.lr_reference_batch=32",  # SGD at lr 0.1 on this batch, as measured
         "model.ema=null", "pseudo.one_pass=false", "pseudo.distribution_alignment=false",  # as measured
         "pseudo.class_balanced=false",
-        "model.warmup_epochs=2", "trainer.max_epochs=150", "logger=none",
+        "model.warmup_epochs=2", "logger=none",
+        "trainer.max_epochs=200",  # at 150 epochs, seeds 3 and 4 gained under 2 points
     ]  # fmt: skip
 
     def test_accuracy(name: str, *overrides: str) -> float:
