@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-test: install ## run the test suite: tiny synthetic data, fast_dev_run, short CPU runs, DDP (under 20 min on 2 cores)
+test: install ## run the test suite: tiny synthetic data, fast_dev_run, short CPU runs, DDP (about 12 min on 2 cores)
 	$(BIN)/python -m pytest -n auto --dist worksteal
 
 train: install ## train with Hydra overrides, e.g. make train ARGS="stage=supervised backbone=resnet18"
